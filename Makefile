@@ -1,0 +1,52 @@
+# deployme: build, test and run. See README.md.
+GO      ?= go
+BIN     := bin
+GOBIN_TOOLS := $(CURDIR)/tools/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
+PROTOC_GEN_GO_VERSION := v1.36.12
+
+.PHONY: all build run test test-short lint generate generate-check tools bench clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# A single-node coordinator in ./data on 127.0.0.1:8080; its admin token is in data/admin-token.
+run: build
+	$(BIN)/coordinator --data-dir ./data
+
+# Everything CI checks: formatting, vet, generated code, then every test (race detector on).
+test: lint generate-check build
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+tools: $(GOBIN_TOOLS)/protoc-gen-go
+
+$(GOBIN_TOOLS)/protoc-gen-go:
+	GOBIN=$(GOBIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+# Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
+generate: tools
+	cd proto && PATH=$(GOBIN_TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative $$(find . -name '*.proto' | sort)
+
+# Fails when generated code is not what `make generate` would write.
+generate-check: generate
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
+		git status --porcelain -- proto; git diff -- proto | head -50; \
+		echo "generated code drifted: run 'make generate' and commit"; exit 1; fi
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+clean:
+	rm -rf $(BIN) $(GOBIN_TOOLS)

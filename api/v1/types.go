@@ -1,0 +1,281 @@
+package v1
+
+import "time"
+
+// Cluster statuses, exactly as the seed reference lists them.
+const (
+	StatusProvisioning = "provisioning"
+	StatusRunning      = "running"
+	StatusScaling      = "scaling"
+	StatusUpgrading    = "upgrading"
+	StatusError        = "error"
+	StatusDeleting     = "deleting"
+)
+
+// Phases: where a cluster's hosts come from.
+const (
+	PhaseManaged   = "managed"
+	PhaseOnPremise = "onpremise"
+	PhaseBaremetal = "baremetal"
+)
+
+// ManagedInfraID is the built-in infra holding the platform operator's own pool.
+const ManagedInfraID = "infra_managed"
+
+// Token permissions. write implies read, admin implies both.
+const (
+	PermRead  = "read"
+	PermWrite = "write"
+	PermAdmin = "admin"
+)
+
+// Token plans and their per-minute request limits.
+const (
+	PlanCommunity  = "community"
+	PlanPro        = "pro"
+	PlanEnterprise = "enterprise"
+)
+
+// PlanLimits is the per-token, per-minute request limit of each plan.
+var PlanLimits = map[string]int{PlanCommunity: 100, PlanPro: 1000, PlanEnterprise: 10000}
+
+// Host states.
+const (
+	HostDiscovered     = "discovered"
+	HostAvailable      = "available"
+	HostAssigned       = "assigned"
+	HostOffline        = "offline"
+	HostDecommissioned = "decommissioned"
+)
+
+// Cluster is the full cluster object of GET /v1/clusters/{id}.
+type Cluster struct {
+	ID                string    `json:"id"`
+	Name              string    `json:"name"`
+	Status            string    `json:"status"`
+	Phase             string    `json:"phase"`
+	ControlPlanes     int       `json:"control_planes"`
+	Workers           int       `json:"workers"`
+	NodeSize          string    `json:"node_size"`
+	NodeCount         int       `json:"node_count"`
+	Endpoint          string    `json:"endpoint"`
+	KubernetesVersion string    `json:"kubernetes_version"`
+	InfraID           string    `json:"infra_id"`
+	StatusReason      string    `json:"status_reason,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// ClusterList is the list envelope of GET /v1/clusters.
+type ClusterList struct {
+	Items   []Cluster `json:"items"`
+	Total   int       `json:"total"`
+	Page    int       `json:"page"`
+	PerPage int       `json:"per_page"`
+}
+
+// CreateClusterRequest is the body of POST /v1/clusters. Pointers tell "absent" from zero.
+type CreateClusterRequest struct {
+	Name              *string `json:"name"`
+	ControlPlanes     *int    `json:"control_planes"`
+	Workers           *int    `json:"workers"`
+	NodeSize          *string `json:"node_size"`
+	Phase             *string `json:"phase,omitempty"`
+	InfraID           *string `json:"infra_id,omitempty"`
+	KubernetesVersion *string `json:"kubernetes_version,omitempty"`
+}
+
+// PatchClusterRequest is the body of PATCH /v1/clusters/{id}: only these two fields change.
+type PatchClusterRequest struct {
+	Workers  *int    `json:"workers,omitempty"`
+	NodeSize *string `json:"node_size,omitempty"`
+}
+
+// UpgradeClusterRequest is the body of POST /v1/clusters/{id}/upgrade.
+type UpgradeClusterRequest struct {
+	KubernetesVersion *string `json:"kubernetes_version"`
+}
+
+// Node is one host's membership in a cluster.
+type Node struct {
+	HostID    string    `json:"host_id"`
+	Hostname  string    `json:"hostname"`
+	Role      string    `json:"role"`
+	State     string    `json:"state"`
+	Step      string    `json:"step,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NodeList is the body of GET /v1/clusters/{id}/nodes.
+type NodeList struct {
+	Items []Node `json:"items"`
+}
+
+// Event is one entry of a cluster's ordered history.
+type Event struct {
+	Seq        uint64    `json:"seq"`
+	ClusterID  string    `json:"cluster_id"`
+	HostID     string    `json:"host_id,omitempty"`
+	Type       string    `json:"type"`
+	Message    string    `json:"message"`
+	Time       time.Time `json:"time"`
+	DurationMS int64     `json:"duration_ms,omitempty"`
+}
+
+// EventList is the body of GET /v1/clusters/{id}/events.
+type EventList struct {
+	Items []Event `json:"items"`
+}
+
+// KubernetesVersion is one installable version.
+type KubernetesVersion struct {
+	Version string `json:"version"`
+	Default bool   `json:"default"`
+}
+
+// KubernetesVersionList is the body of GET /v1/kubernetes/versions.
+type KubernetesVersionList struct {
+	Items []KubernetesVersion `json:"items"`
+}
+
+// Token is an API token as listed; Secret is set only in the answer to its creation.
+type Token struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Permissions []string   `json:"permissions"`
+	Scope       string     `json:"scope"`
+	Plan        string     `json:"plan"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Secret      string     `json:"token,omitempty"`
+}
+
+// TokenList is the body of GET /v1/tokens.
+type TokenList struct {
+	Items []Token `json:"items"`
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	Name        *string   `json:"name"`
+	Permissions *[]string `json:"permissions"`
+	Scope       *string   `json:"scope,omitempty"`
+	Expires     *string   `json:"expires,omitempty"`
+	Plan        *string   `json:"plan,omitempty"`
+}
+
+// Network is an infra's host network template.
+type Network struct {
+	CIDR    string   `json:"cidr,omitempty"`
+	Gateway string   `json:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty"`
+	MTU     int      `json:"mtu,omitempty"`
+}
+
+// Infra is a pool of hosts: the built-in managed pool, a customer's site or a bare-metal rack.
+type Infra struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Network   *Network  `json:"network,omitempty"`
+	VIPPool   string    `json:"vip_pool,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// InfraList is the body of GET /v1/infras.
+type InfraList struct {
+	Items []Infra `json:"items"`
+}
+
+// CreateInfraRequest is the body of POST /v1/infras.
+type CreateInfraRequest struct {
+	Name    *string  `json:"name"`
+	Kind    *string  `json:"kind"`
+	Network *Network `json:"network,omitempty"`
+	VIPPool *string  `json:"vip_pool,omitempty"`
+}
+
+// JoinToken lets agents register hosts into one infra.
+type JoinToken struct {
+	ID        string    `json:"id"`
+	InfraID   string    `json:"infra_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int       `json:"max_uses,omitempty"`
+	Uses      int       `json:"uses"`
+	CreatedAt time.Time `json:"created_at"`
+	Secret    string    `json:"token,omitempty"`
+	Command   string    `json:"command,omitempty"`
+}
+
+// JoinTokenList is the body of GET /v1/infras/{id}/join-tokens.
+type JoinTokenList struct {
+	Items []JoinToken `json:"items"`
+}
+
+// CreateJoinTokenRequest is the body of POST /v1/infras/{id}/join-tokens.
+type CreateJoinTokenRequest struct {
+	Expires *string `json:"expires,omitempty"`
+	MaxUses *int    `json:"max_uses,omitempty"`
+}
+
+// Disk is one block device of a host's inventory.
+type Disk struct {
+	Name       string `json:"name"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Rotational bool   `json:"rotational"`
+	Serial     string `json:"serial,omitempty"`
+}
+
+// NIC is one network interface of a host's inventory.
+type NIC struct {
+	Name      string   `json:"name"`
+	MAC       string   `json:"mac"`
+	SpeedMbps int      `json:"speed_mbps,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	Up        bool     `json:"up"`
+}
+
+// Host is one machine of the fleet.
+type Host struct {
+	ID           string            `json:"id"`
+	InfraID      string            `json:"infra_id"`
+	Hostname     string            `json:"hostname"`
+	State        string            `json:"state"`
+	ClusterID    string            `json:"cluster_id,omitempty"`
+	CPUs         int               `json:"cpus"`
+	MemoryBytes  int64             `json:"memory_bytes"`
+	Disks        []Disk            `json:"disks"`
+	NICs         []NIC             `json:"nics"`
+	Labels       map[string]string `json:"labels"`
+	AgentVersion string            `json:"agent_version,omitempty"`
+	LastSeen     time.Time         `json:"last_seen"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// HostList is the body of GET /v1/hosts.
+type HostList struct {
+	Items   []Host `json:"items"`
+	Total   int    `json:"total"`
+	Page    int    `json:"page"`
+	PerPage int    `json:"per_page"`
+}
+
+// Member is one coordinator replica.
+type Member struct {
+	ID           string `json:"id"`
+	RaftAddress  string `json:"raft_address"`
+	HTTPAddress  string `json:"http_address,omitempty"`
+	GRPCAddress  string `json:"grpc_address,omitempty"`
+	Role         string `json:"role"`
+	Voter        bool   `json:"voter"`
+	Leader       bool   `json:"leader"`
+	LastContact  string `json:"last_contact,omitempty"`
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+}
+
+// MemberList is the body of GET /v1/coordinator/members.
+type MemberList struct {
+	Items    []Member `json:"items"`
+	LeaderID string   `json:"leader_id"`
+}

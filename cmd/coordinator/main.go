@@ -1,0 +1,105 @@
+// Command coordinator runs one coordinator replica: the REST API, the agent service and the
+// Raft-replicated state. Flags map to server.Config; see DESIGN.md section 4.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/deployme/deployme/coordinator/server"
+	"github.com/deployme/deployme/internal/buildinfo"
+	"github.com/deployme/deployme/internal/envflag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean stop, 1 on a runtime error, 2 on bad usage.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg := server.DefaultConfig()
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.NodeID, "node-id", cfg.NodeID, "this replica's ID (default: hostname)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "Raft log, snapshots and keyring")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "REST API, /healthz, /readyz, /metrics")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "agent gRPC service")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "Raft transport")
+	fs.StringVar(&cfg.AdvertiseHTTP, "advertise-http", "", "HTTP address told to peers and agents (default: --http-addr)")
+	fs.StringVar(&cfg.AdvertiseGRPC, "advertise-grpc", "", "gRPC address told to agents (default: --grpc-addr)")
+	fs.StringVar(&cfg.AdvertiseRaft, "advertise-raft", "", "Raft address told to peers (default: --raft-addr)")
+	join := fs.String("join", "", "HTTP address(es) of existing members, comma-separated")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "on bootstrap, read the first admin token from this file")
+	fs.StringVar(&cfg.Service.DefaultPlan, "default-plan", cfg.Service.DefaultPlan, "plan of tokens created without one: community, pro, enterprise")
+	fs.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries between snapshots")
+	fs.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often the snapshot threshold is checked")
+	fs.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "coordinator: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := envflag.Apply(fs, getenv); err != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.String())
+		return 0
+	}
+	if *join != "" {
+		for _, u := range strings.Split(*join, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				cfg.Join = append(cfg.Join, u)
+			}
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "coordinator: --log-level: %v\n", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch *logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		fmt.Fprintf(stderr, "coordinator: --log-format must be text or json\n")
+		return 2
+	}
+	cfg.Stdout = stdout
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 2
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		cfg.Logger.Error("coordinator stopped", "err", err)
+		return 1
+	}
+	return 0
+}

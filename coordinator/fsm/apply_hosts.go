@@ -1,0 +1,52 @@
+package fsm
+
+import (
+	"github.com/deployme/deployme/coordinator/state"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
+)
+
+func (f *FSM) applyRegisterHost(m *raftcmdv1.RegisterHost) any {
+	p := m.GetHost()
+	at := unixTime(m.GetAt())
+	if _, ok := f.st.Infra(p.GetInfraId()); !ok {
+		return state.NotFound("infra %s not found", p.GetInfraId())
+	}
+	if old, ok := f.st.Host(p.GetId()); ok {
+		if old.State == state.HostDecommissioned {
+			return state.Conflict("host %s is decommissioned", old.ID)
+		}
+		if old.InfraID != p.GetInfraId() {
+			return state.Conflict("host %s belongs to infra %s", old.ID, old.InfraID)
+		}
+		h := *old
+		inventoryInto(&h, p)
+		h.LastSeen = at
+		f.st.PutHost(&h)
+		return &h
+	}
+	st := p.GetState()
+	if st != state.HostDiscovered && st != state.HostAvailable {
+		return state.Invalid("state", "a new host starts discovered or available, not %q", st)
+	}
+	h := &state.Host{ID: p.GetId(), InfraID: p.GetInfraId(), State: st, CreatedAt: at, LastSeen: at}
+	inventoryInto(h, p)
+	f.st.PutHost(h)
+	return h
+}
+
+func (f *FSM) applyDecommissionHost(m *raftcmdv1.DecommissionHost) any {
+	old, ok := f.st.Host(m.GetId())
+	if !ok {
+		return state.NotFound("host %s not found", m.GetId())
+	}
+	if old.State == state.HostDecommissioned {
+		return old
+	}
+	if n, ok := f.st.Node(old.ID); ok {
+		return state.Conflict("host %s is a node of cluster %s; remove it from the cluster first", old.ID, n.ClusterID)
+	}
+	h := *old
+	h.State = state.HostDecommissioned
+	f.st.PutHost(&h)
+	return &h
+}

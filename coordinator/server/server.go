@@ -1,0 +1,406 @@
+// Package server is the coordinator's composition root: it wires the Raft node, the FSM, the
+// application service, the REST handler, metrics and the gRPC listener, bootstraps a new
+// cluster's first admin token, and runs everything until its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/deployme/deployme/api/rest"
+	"github.com/deployme/deployme/coordinator/fsm"
+	"github.com/deployme/deployme/coordinator/raftnode"
+	"github.com/deployme/deployme/coordinator/service"
+	"github.com/deployme/deployme/coordinator/state"
+	"github.com/deployme/deployme/internal/logkey"
+)
+
+// Config is the coordinator's configuration. Start from DefaultConfig.
+type Config struct {
+	// NodeID is this replica's Raft ID.
+	NodeID string
+	// DataDir holds the Raft log, snapshots and the generated admin token.
+	DataDir string
+	// HTTPAddr, GRPCAddr, RaftAddr are the listen addresses (ignored for an injected listener).
+	HTTPAddr, GRPCAddr, RaftAddr string
+	// AdvertiseHTTP, AdvertiseGRPC, AdvertiseRaft are what peers and agents are told;
+	// empty means the listen address.
+	AdvertiseHTTP, AdvertiseGRPC, AdvertiseRaft string
+	// Join lists HTTP addresses of existing members; empty bootstraps a new cluster.
+	Join []string
+	// AdminTokenFile, on bootstrap, holds the first admin token's secret; empty generates one.
+	AdminTokenFile string
+
+	// Listeners, when set, are used instead of listening on the addresses (tests use
+	// 127.0.0.1:0 listeners).
+	HTTPListener, GRPCListener, RaftListener net.Listener
+
+	Raft    raftnode.Config
+	Service service.Config
+	REST    rest.Config
+
+	Logger *slog.Logger
+	// Stdout receives the one-time print of a generated admin token.
+	Stdout io.Writer
+}
+
+// DefaultConfig returns the defaults of DESIGN.md section 4.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeID:   host,
+		DataDir:  "./data",
+		HTTPAddr: "127.0.0.1:8080",
+		GRPCAddr: "127.0.0.1:9090",
+		RaftAddr: "127.0.0.1:7000",
+		Raft:     raftnode.DefaultConfig(),
+		Service:  service.DefaultConfig(),
+		REST:     rest.DefaultConfig(),
+		Stdout:   os.Stdout,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("node ID is empty (set --node-id)")
+	case c.DataDir == "":
+		return errors.New("data dir is empty (set --data-dir)")
+	case len(c.Join) > 0:
+		return errors.New("--join: adding replicas to an existing coordinator cluster is not supported by this build yet; start without --join to bootstrap a single replica")
+	}
+	for name, a := range map[string]string{"advertise-http": c.AdvertiseHTTP, "advertise-grpc": c.AdvertiseGRPC, "advertise-raft": c.AdvertiseRaft} {
+		if a == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("--%s %q must be host:port with a fixed port", name, a)
+		}
+	}
+	if err := c.Service.Validate(); err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	return nil
+}
+
+// Server is one coordinator replica.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	fsm      *fsm.FSM
+	node     *raftnode.Node
+	svc      *service.Service
+	handler  *rest.Handler
+	httpLn   net.Listener
+	grpcLn   net.Listener
+	registry *prometheus.Registry
+}
+
+// New opens the data dir and the listeners and starts Raft. Run serves.
+func New(cfg Config) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	var closers []io.Closer
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c.Close()
+			}
+		}
+	}()
+	listen := func(given net.Listener, addr, what string) (net.Listener, error) {
+		if given != nil {
+			return given, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s on %s: %w", what, addr, err)
+		}
+		closers = append(closers, ln)
+		return ln, nil
+	}
+	httpLn, err := listen(cfg.HTTPListener, cfg.HTTPAddr, "http")
+	if err != nil {
+		return nil, err
+	}
+	grpcLn, err := listen(cfg.GRPCListener, cfg.GRPCAddr, "grpc")
+	if err != nil {
+		return nil, err
+	}
+	raftLn, err := listen(cfg.RaftListener, cfg.RaftAddr, "raft")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdvertiseHTTP == "" {
+		cfg.AdvertiseHTTP = httpLn.Addr().String()
+	}
+	if cfg.AdvertiseGRPC == "" {
+		cfg.AdvertiseGRPC = grpcLn.Addr().String()
+	}
+
+	f := fsm.New(logger.With(logkey.Component, "fsm"))
+	rc := cfg.Raft
+	rc.ID = cfg.NodeID
+	rc.Dir = filepath.Join(cfg.DataDir, "raft")
+	rc.Listener = raftLn
+	rc.Advertise = cfg.AdvertiseRaft
+	rc.Bootstrap = len(cfg.Join) == 0
+	rc.Logger = logger.With(logkey.Component, "raft")
+	node, err := raftnode.Open(rc, f)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, node)
+
+	sc := cfg.Service
+	sc.NodeID = cfg.NodeID
+	sc.AdvertiseHTTP = cfg.AdvertiseHTTP
+	sc.AdvertiseGRPC = cfg.AdvertiseGRPC
+	sc.Logger = logger.With(logkey.Component, "service")
+	svc, err := service.New(sc, node, f)
+	if err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStateMetrics(reg, node, f)
+	hc := cfg.REST
+	hc.Logger = logger.With(logkey.Component, "rest")
+	hc.Registerer = reg
+	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	h := rest.New(svc, hc)
+
+	return &Server{cfg: cfg, logger: logger, fsm: f, node: node, svc: svc, handler: h, httpLn: httpLn, grpcLn: grpcLn, registry: reg}, nil
+}
+
+// HTTPAddr is the address the REST API listens on.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Service is the application layer (tests put hosts into state through it).
+func (s *Server) Service() *service.Service { return s.svc }
+
+// FSM is the replica's state machine (tests compare states).
+func (s *Server) FSM() *fsm.FSM { return s.fsm }
+
+// Raft is the replica's Raft node.
+func (s *Server) Raft() *raftnode.Node { return s.node }
+
+// Handler is the REST handler.
+func (s *Server) Handler() *rest.Handler { return s.handler }
+
+// Run serves until ctx ends, then stops cleanly and closes Raft.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.node.Close()
+	httpSrv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	grpcSrv := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, hs)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.logger.Info("serving REST API", logkey.Addr, s.httpLn.Addr().String())
+		if err := httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		s.logger.Info("serving agent gRPC", logkey.Addr, s.grpcLn.Addr().String())
+		if err := grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.bootstrap(gctx); err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(shutCtx)
+		stopped := make(chan struct{})
+		go func() { grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-shutCtx.Done():
+			grpcSrv.Stop()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// bootstrap waits for this replica to lead its new single-node cluster and, the first time,
+// creates the admin token. A crash between writing the token file and committing it is
+// recovered by reading the file back on the next start.
+func (s *Server) bootstrap(ctx context.Context) error {
+	if len(s.cfg.Join) > 0 {
+		return nil
+	}
+	done := false
+	s.fsm.Read(func(st *state.State) { done = st.Bootstrapped() })
+	for !done && !s.node.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		s.fsm.Read(func(st *state.State) { done = st.Bootstrapped() })
+	}
+	if done {
+		return nil
+	}
+	// Entries from before a restart are replayed first, so "bootstrapped" is only read
+	// after everything already in the log is applied.
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.node.Barrier(bctx); err != nil {
+		return fmt.Errorf("bootstrap barrier: %w", err)
+	}
+	s.fsm.Read(func(st *state.State) { done = st.Bootstrapped() })
+	if done {
+		return nil
+	}
+	secret, generated, err := s.adminSecret()
+	if err != nil {
+		return err
+	}
+	if err := s.svc.Bootstrap(bctx, secret); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(s.cfg.Stdout, "\nAdmin token (shown once; also saved to %s, mode 0600):\n\n    %s\n\n",
+			filepath.Join(s.cfg.DataDir, "admin-token"), secret)
+	}
+	s.logger.Info("bootstrapped: admin token and managed infra created")
+	return nil
+}
+
+// adminSecret returns the bootstrap admin secret: from --admin-token-file, else from a file
+// left by an interrupted bootstrap, else a new one written to <data-dir>/admin-token.
+func (s *Server) adminSecret() (secret string, generated bool, err error) {
+	if s.cfg.AdminTokenFile != "" {
+		b, err := os.ReadFile(s.cfg.AdminTokenFile)
+		if err != nil {
+			return "", false, fmt.Errorf("admin token file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+		if len(secret) < 16 || strings.ContainsAny(secret, " \t\r\n") {
+			return "", false, fmt.Errorf("admin token file %s: the token must be at least 16 characters with no spaces", s.cfg.AdminTokenFile)
+		}
+		return secret, false, nil
+	}
+	path := filepath.Join(s.cfg.DataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), true, nil
+	}
+	secret, err = s.svc.NewAdminSecret()
+	if err != nil {
+		return "", false, err
+	}
+	if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("write admin token: %w", err)
+	}
+	return secret, true, nil
+}
+
+// writeFileSync writes a file atomically and durably (temp file, fsync, rename, fsync dir).
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func registerStateMetrics(reg prometheus.Registerer, node *raftnode.Node, f *fsm.FSM) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deployme_raft_applied_index", Help: "Last Raft index applied to the state machine."},
+			func() float64 { return float64(f.AppliedIndex()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deployme_raft_last_index", Help: "Last index in the Raft log."},
+			func() float64 { return float64(node.LastIndex()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deployme_raft_leader", Help: "1 when this replica leads."},
+			func() float64 {
+				if node.IsLeader() {
+					return 1
+				}
+				return 0
+			}),
+	)
+	for _, table := range []string{"tokens", "infras", "join_tokens", "hosts", "clusters", "nodes"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "deployme_state_objects", Help: "Objects per state table.", ConstLabels: prometheus.Labels{"table": table},
+		}, func() float64 {
+			t := f.Tables()
+			return float64(map[string]int{"tokens": len(t.Tokens), "infras": len(t.Infras), "join_tokens": len(t.JoinTokens),
+				"hosts": len(t.Hosts), "clusters": len(t.Clusters), "nodes": len(t.Nodes)}[table])
+		}))
+	}
+}

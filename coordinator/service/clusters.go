@@ -1,0 +1,236 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/deployme/deployme/api/rest"
+	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/state"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
+)
+
+func notFound(kind, id string) error { return v1.Errorf(v1.CodeNotFound, "%s %s not found", kind, id) }
+
+func (s *Service) defaultVersion() string {
+	for _, k := range s.cfg.KubernetesVersions {
+		if k.Default {
+			return k.Version
+		}
+	}
+	return ""
+}
+
+func (s *Service) sizeMsg(name string) *raftcmdv1.Size {
+	sz := s.sizes[name]
+	return &raftcmdv1.Size{Name: name, Cpus: int32(sz.CPUs), MemoryBytes: sz.MemoryBytes}
+}
+
+// ListClusters pages through clusters in creation order.
+func (s *Service) ListClusters(_ context.Context, q rest.ClusterQuery) (*v1.ClusterList, error) {
+	out := &v1.ClusterList{Items: []v1.Cluster{}, Page: q.Page, PerPage: q.PerPage}
+	skip := (q.Page - 1) * q.PerPage
+	s.store.Read(func(st *state.State) {
+		if q.OnlyID != "" {
+			if c, ok := st.Cluster(q.OnlyID); ok && (q.Status == "" || c.Status == q.Status) {
+				out.Total = 1
+				if skip == 0 {
+					out.Items = append(out.Items, clusterOut(st, c))
+				}
+			}
+			return
+		}
+		if q.Status == "" {
+			out.Total = st.ClusterCount()
+		}
+		st.ClustersWhere(func(c *state.Cluster) bool {
+			if q.Status != "" && c.Status != q.Status {
+				return true
+			}
+			if q.Status != "" {
+				out.Total++
+			}
+			if skip > 0 {
+				skip--
+				return true
+			}
+			if len(out.Items) < q.PerPage {
+				out.Items = append(out.Items, clusterOut(st, c))
+			}
+			// Without a filter the total is known, so stop once the page is full.
+			return q.Status != "" || len(out.Items) < q.PerPage
+		})
+	})
+	return out, nil
+}
+
+// CreateCluster places and records a new cluster in one command.
+func (s *Service) CreateCluster(ctx context.Context, req *v1.CreateClusterRequest) (*v1.Cluster, error) {
+	phase := v1.PhaseManaged
+	if req.Phase != nil {
+		phase = *req.Phase
+	}
+	infraID := v1.ManagedInfraID
+	if req.InfraID != nil {
+		infraID = *req.InfraID
+	}
+	version := s.defaultVersion()
+	if req.KubernetesVersion != nil {
+		version = *req.KubernetesVersion
+	}
+	id, err := s.newID("cls_")
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
+		Cluster: &raftcmdv1.Cluster{
+			Id: id, Name: *req.Name, Phase: phase, ControlPlanes: int32(*req.ControlPlanes),
+			Workers: int32(*req.Workers), KubernetesVersion: version, InfraId: infraID,
+		},
+		Size: s.sizeMsg(*req.NodeSize),
+		At:   unixNano(s.now()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.clusterResult(res), nil
+}
+
+func (s *Service) clusterResult(res any) *v1.Cluster {
+	c := res.(*state.Cluster)
+	var out v1.Cluster
+	s.store.Read(func(st *state.State) { out = clusterOut(st, c) })
+	return &out
+}
+
+// GetCluster returns one cluster.
+func (s *Service) GetCluster(_ context.Context, id string) (*v1.Cluster, error) {
+	var out *v1.Cluster
+	s.store.Read(func(st *state.State) {
+		if c, ok := st.Cluster(id); ok {
+			o := clusterOut(st, c)
+			out = &o
+		}
+	})
+	if out == nil {
+		return nil, notFound("cluster", id)
+	}
+	return out, nil
+}
+
+// PatchCluster changes workers and/or node size.
+func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClusterRequest) (*v1.Cluster, error) {
+	var cur *state.Cluster
+	s.store.Read(func(st *state.State) { cur, _ = st.Cluster(id) })
+	if cur == nil {
+		return nil, notFound("cluster", id)
+	}
+	cmd := &raftcmdv1.PatchCluster{Id: id, WorkerSize: s.sizeMsg(cur.NodeSize), At: unixNano(s.now())}
+	if req.Workers != nil {
+		w := int32(*req.Workers)
+		cmd.Workers = &w
+	}
+	if req.NodeSize != nil {
+		cmd.Size = s.sizeMsg(*req.NodeSize)
+	}
+	res, err := s.apply(ctx, command.TypePatchCluster, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return s.clusterResult(res), nil
+}
+
+// UpgradeCluster starts an upgrade to an offered version.
+func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.Cluster, error) {
+	res, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())})
+	if err != nil {
+		return nil, err
+	}
+	return s.clusterResult(res), nil
+}
+
+// DeleteCluster starts deleting a cluster; deleting one already being deleted is a no-op.
+func (s *Service) DeleteCluster(ctx context.Context, id string) error {
+	_, err := s.apply(ctx, command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: id, At: unixNano(s.now())})
+	return err
+}
+
+// Kubeconfig issues an admin kubeconfig once the control plane is up.
+func (s *Service) Kubeconfig(_ context.Context, id string, _ time.Duration) ([]byte, error) {
+	var c *state.Cluster
+	s.store.Read(func(st *state.State) { c, _ = st.Cluster(id) })
+	if c == nil {
+		return nil, notFound("cluster", id)
+	}
+	// Issuing needs the cluster CA, which exists once kubeadm init has run on the first
+	// control plane; until then the answer is 409 whatever the status.
+	return nil, v1.Errorf(v1.CodeConflict, "the control plane of cluster %s is not up yet (status %s)", id, c.Status).With("status", c.Status)
+}
+
+// ClusterNodes lists a cluster's nodes.
+func (s *Service) ClusterNodes(_ context.Context, id string) (*v1.NodeList, error) {
+	var out *v1.NodeList
+	s.store.Read(func(st *state.State) {
+		if _, ok := st.Cluster(id); !ok {
+			return
+		}
+		out = &v1.NodeList{Items: []v1.Node{}}
+		for _, n := range st.NodesOf(id) {
+			out.Items = append(out.Items, nodeOut(st, n))
+		}
+	})
+	if out == nil {
+		return nil, notFound("cluster", id)
+	}
+	return out, nil
+}
+
+// ClusterEvents returns a cluster's events after since; with wait, it blocks until there
+// is one, ctx ends, or EventWait passes (then the list is empty).
+func (s *Service) ClusterEvents(ctx context.Context, id string, since uint64, wait bool) (*v1.EventList, error) {
+	var timeout <-chan time.Time
+	for {
+		changed := s.store.Changed()
+		var out *v1.EventList
+		s.store.Read(func(st *state.State) {
+			if _, ok := st.Cluster(id); !ok {
+				return
+			}
+			out = &v1.EventList{Items: []v1.Event{}}
+			for _, e := range st.EventsOf(id, since) {
+				out.Items = append(out.Items, eventOut(e))
+			}
+		})
+		if out == nil {
+			return nil, notFound("cluster", id)
+		}
+		if !wait || len(out.Items) > 0 {
+			return out, nil
+		}
+		if timeout == nil {
+			t := time.NewTimer(s.cfg.EventWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return out, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// SetClusterStatus records an operation's end (the reconciler's write).
+func (s *Service) SetClusterStatus(ctx context.Context, id, status, reason string) error {
+	_, err := s.apply(ctx, command.TypeSetClusterStatus, &raftcmdv1.SetClusterStatus{Id: id, Status: status, Reason: reason, At: unixNano(s.now())})
+	return err
+}
+
+// SetNodeState records a node's progress (the reconciler's write).
+func (s *Service) SetNodeState(ctx context.Context, hostID, nodeState, step string) error {
+	_, err := s.apply(ctx, command.TypeSetNodeState, &raftcmdv1.SetNodeState{HostId: hostID, State: nodeState, Step: step, At: unixNano(s.now())})
+	return err
+}

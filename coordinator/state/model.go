@@ -1,0 +1,184 @@
+// Package state is the coordinator's domain model: the tables every replica holds in memory,
+// their indexes, and the pure rules (placement) that decide writes. It does no I/O and imports
+// nothing of ours, so the FSM can apply it deterministically and the scheduler can plan on it.
+//
+// Stored objects are immutable: a change stores a modified copy. That lets a snapshot copy
+// the maps (not the objects) under a short lock and encode them while Apply goes on.
+package state
+
+import "time"
+
+// Token is an API token; only the SHA-256 of its secret is stored.
+type Token struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Hash        string     `json:"hash"`
+	Permissions []string   `json:"permissions"`
+	Scope       string     `json:"scope"`
+	Plan        string     `json:"plan"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+}
+
+// Network is an infra's host network template.
+type Network struct {
+	CIDR    string   `json:"cidr,omitempty"`
+	Gateway string   `json:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty"`
+	MTU     int      `json:"mtu,omitempty"`
+}
+
+// Infra is a pool of hosts.
+type Infra struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Network   *Network  `json:"network,omitempty"`
+	VIPPool   string    `json:"vip_pool,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// JoinToken lets agents register hosts into one infra; only its hash is stored.
+type JoinToken struct {
+	ID        string    `json:"id"`
+	InfraID   string    `json:"infra_id"`
+	Hash      string    `json:"hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+	MaxUses   int       `json:"max_uses,omitempty"`
+	Uses      int       `json:"uses"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Host states.
+const (
+	HostDiscovered     = "discovered"
+	HostAvailable      = "available"
+	HostAssigned       = "assigned"
+	HostOffline        = "offline"
+	HostDecommissioned = "decommissioned"
+)
+
+// Disk is one block device.
+type Disk struct {
+	Name       string `json:"name"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Rotational bool   `json:"rotational"`
+	Serial     string `json:"serial,omitempty"`
+}
+
+// NIC is one network interface.
+type NIC struct {
+	Name      string   `json:"name"`
+	MAC       string   `json:"mac"`
+	SpeedMbps int      `json:"speed_mbps,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	Up        bool     `json:"up"`
+}
+
+// Host is one machine of the fleet and its last reported inventory.
+type Host struct {
+	ID           string            `json:"id"`
+	InfraID      string            `json:"infra_id"`
+	Hostname     string            `json:"hostname"`
+	State        string            `json:"state"`
+	ClusterID    string            `json:"cluster_id,omitempty"`
+	CPUs         int               `json:"cpus"`
+	MemoryBytes  int64             `json:"memory_bytes"`
+	Disks        []Disk            `json:"disks,omitempty"`
+	NICs         []NIC             `json:"nics,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	AgentVersion string            `json:"agent_version,omitempty"`
+	LastSeen     time.Time         `json:"last_seen"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// Address is the host's first usable IP address, or "" when it reported none.
+func (h *Host) Address() string {
+	for _, n := range h.NICs {
+		for _, a := range n.Addresses {
+			if ip := stripPrefix(a); ip != "" {
+				return ip
+			}
+		}
+	}
+	return ""
+}
+
+// Cluster statuses.
+const (
+	StatusProvisioning = "provisioning"
+	StatusRunning      = "running"
+	StatusScaling      = "scaling"
+	StatusUpgrading    = "upgrading"
+	StatusError        = "error"
+	StatusDeleting     = "deleting"
+)
+
+// Cluster is a Kubernetes cluster's desired shape and observed status.
+type Cluster struct {
+	ID                string    `json:"id"`
+	Name              string    `json:"name"`
+	Status            string    `json:"status"`
+	StatusReason      string    `json:"status_reason,omitempty"`
+	Phase             string    `json:"phase"`
+	ControlPlanes     int       `json:"control_planes"`
+	Workers           int       `json:"workers"`
+	NodeSize          string    `json:"node_size"`
+	Endpoint          string    `json:"endpoint"`
+	KubernetesVersion string    `json:"kubernetes_version"`
+	InfraID           string    `json:"infra_id"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// Node roles.
+const (
+	RoleInitControlPlane = "control-plane-init"
+	RoleControlPlane     = "control-plane"
+	RoleWorker           = "worker"
+)
+
+// Node states: reserved (host picked, nothing installed), joining, joined (a Kubernetes node),
+// removing (being reset before its host is released).
+const (
+	NodeReserved = "reserved"
+	NodeJoining  = "joining"
+	NodeJoined   = "joined"
+	NodeRemoving = "removing"
+)
+
+// Node is one host's membership in one cluster. A host is in at most one cluster.
+type Node struct {
+	HostID    string    `json:"host_id"`
+	ClusterID string    `json:"cluster_id"`
+	Role      string    `json:"role"`
+	State     string    `json:"state"`
+	Step      string    `json:"step,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// IsControlPlane tells whether the node runs the control plane.
+func (n *Node) IsControlPlane() bool {
+	return n.Role == RoleInitControlPlane || n.Role == RoleControlPlane
+}
+
+// Event is one entry of a cluster's bounded history.
+type Event struct {
+	Seq        uint64    `json:"seq"`
+	ClusterID  string    `json:"cluster_id"`
+	HostID     string    `json:"host_id,omitempty"`
+	Type       string    `json:"type"`
+	Message    string    `json:"message"`
+	Time       time.Time `json:"time"`
+	DurationMS int64     `json:"duration_ms,omitempty"`
+}
+
+// Size is the minimum a host must have to take a node of some size.
+type Size struct {
+	CPUs        int   `json:"cpus"`
+	MemoryBytes int64 `json:"memory_bytes"`
+}
+
+// Fits tells whether a host has at least the size.
+func (s Size) Fits(h *Host) bool { return h.CPUs >= s.CPUs && h.MemoryBytes >= s.MemoryBytes }

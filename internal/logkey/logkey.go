@@ -1,0 +1,23 @@
+// Package logkey defines the slog attribute keys used across the project, once, so logs can
+// be queried by stable snake_case names.
+package logkey
+
+const (
+	Addr         = "addr"
+	ClusterID    = "cluster_id"
+	CommandType  = "command_type"
+	Duration     = "duration"
+	Err          = "err"
+	HostID       = "host_id"
+	Leader       = "leader"
+	Method       = "method"
+	NodeID       = "node_id"
+	Path         = "path"
+	RaftIndex    = "raft_index"
+	RemoteAddr   = "remote_addr"
+	Status       = "status"
+	TokenID      = "token_id"
+	Component    = "component"
+	DataDir      = "data_dir"
+	SnapshotSize = "snapshot_size"
+)
