@@ -125,10 +125,8 @@ func (h *Handler) listJoinTokens(w http.ResponseWriter, r *http.Request, _ *prin
 func (h *Handler) createJoinToken(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	var req v1.CreateJoinTokenRequest
 	// The body is optional: an empty one takes every default.
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptionalBody(r, &req); err != nil {
+		return err
 	}
 	ttl := DefaultJoinTTL
 	if req.Expires != nil {

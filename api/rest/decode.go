@@ -17,7 +17,13 @@ const MaxBodyBytes = 1 << 20
 // decodeBody reads a JSON object into dst (a pointer to a struct of pointer fields) and
 // refuses bodies over 1 MiB, malformed JSON, non-objects, unknown fields and wrong types,
 // naming the field where there is one.
-func decodeBody(r *http.Request, dst any) error {
+func decodeBody(r *http.Request, dst any) error { return decode(r, dst, false) }
+
+// decodeOptionalBody is decodeBody for endpoints whose body may be empty (every field has a
+// default).
+func decodeOptionalBody(r *http.Request, dst any) error { return decode(r, dst, true) }
+
+func decode(r *http.Request, dst any, optional bool) error {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -27,6 +33,9 @@ func decodeBody(r *http.Request, dst any) error {
 		return v1.Errorf(v1.CodeInvalidRequest, "cannot read request body: %v", err)
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
+		if optional {
+			return nil
+		}
 		return v1.Errorf(v1.CodeInvalidRequest, "request body is required (a JSON object)")
 	}
 	var fields map[string]json.RawMessage

@@ -204,7 +204,7 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		need++
 	}
 	if need > 0 {
-		if free := len(f.st.FreeHosts(old.InfraID, workerSize)); free < need {
+		if free := f.st.CountFree(old.InfraID, workerSize); free < need {
 			return capacityError(&state.CapacityError{Needed: need, Available: free, InfraID: old.InfraID, Size: workerSizeName})
 		}
 	}

@@ -11,12 +11,7 @@ import (
 func apiTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
 func clusterOut(st *state.State, c *state.Cluster) v1.Cluster {
-	joined := 0
-	for _, n := range st.NodesOf(c.ID) {
-		if n.State == state.NodeJoined {
-			joined++
-		}
-	}
+	joined := st.JoinedCount(c.ID)
 	return v1.Cluster{
 		ID:                c.ID,
 		Name:              c.Name,

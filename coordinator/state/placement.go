@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Placement is the hosts picked for a set of new nodes.
@@ -29,17 +28,28 @@ func (e *CapacityError) Error() string {
 // implies online and in no cluster), big enough; best fit first (smallest CPU, then memory,
 // then ID), so large hosts stay free for large nodes.
 func (s *State) FreeHosts(infraID string, size Size) []*Host {
+	return s.freeHosts(infraID, size, -1)
+}
+
+// freeHosts is FreeHosts stopping after limit hosts (limit < 0: all).
+func (s *State) freeHosts(infraID string, size Size, limit int) []*Host {
+	list := s.free[infraID]
+	// The list is sorted by CPUs first: skip straight to the first host with enough CPUs.
+	i, _ := slices.BinarySearchFunc(list, size.CPUs, func(h *Host, cpus int) int { return cmp.Compare(h.CPUs, cpus) })
 	var out []*Host
-	for _, h := range s.hosts {
-		if h.InfraID == infraID && h.State == HostAvailable && size.Fits(h) {
+	for _, h := range list[i:] {
+		if limit >= 0 && len(out) == limit {
+			break
+		}
+		if size.Fits(h) {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Host) int {
-		return cmp.Or(cmp.Compare(a.CPUs, b.CPUs), cmp.Compare(a.MemoryBytes, b.MemoryBytes), strings.Compare(a.ID, b.ID))
-	})
 	return out
 }
+
+// CountFree counts the hosts FreeHosts would return.
+func (s *State) CountFree(infraID string, size Size) int { return len(s.freeHosts(infraID, size, -1)) }
 
 // Place picks hosts for cps control planes and workers workers in an infra. It is pure and
 // deterministic (same state, same answer) because the FSM runs it inside Apply.
@@ -48,9 +58,16 @@ func (s *State) FreeHosts(infraID string, size Size) []*Host {
 // whose rack label is not used yet, then one whose zone is not used yet, then best fit.
 // Workers then take the best-fitting remaining hosts.
 func (s *State) Place(infraID, sizeName string, size Size, cps, workers int) (Placement, error) {
-	free := s.FreeHosts(infraID, size)
-	if need := cps + workers; len(free) < need {
-		return Placement{}, &CapacityError{Needed: need, Available: len(free), InfraID: infraID, Size: sizeName}
+	need := cps + workers
+	// Control planes are spread over racks, so they may look past the best-fitting hosts;
+	// workers only need the best fits. Bound the candidates accordingly.
+	limit := need
+	if cps > 0 {
+		limit = -1
+	}
+	free := s.freeHosts(infraID, size, limit)
+	if len(free) < need {
+		return Placement{}, &CapacityError{Needed: need, Available: s.CountFree(infraID, size), InfraID: infraID, Size: sizeName}
 	}
 	var p Placement
 	used := map[string]bool{}

@@ -26,6 +26,9 @@ type State struct {
 	joinTokenByHash map[string]string
 
 	hosts map[string]*Host
+	// free holds each infra's available hosts sorted by (CPUs, memory, ID): placement is a
+	// binary search plus a short scan instead of a sort of the whole fleet per create.
+	free map[string][]*Host
 
 	clusters      map[string]*Cluster
 	clusterByName map[string]string
@@ -49,6 +52,7 @@ func New() *State {
 		joinTokens:      map[string]*JoinToken{},
 		joinTokenByHash: map[string]string{},
 		hosts:           map[string]*Host{},
+		free:            map[string][]*Host{},
 		clusters:        map[string]*Cluster{},
 		clusterByName:   map[string]string{},
 		nodes:           map[string]*Node{},
@@ -207,7 +211,31 @@ func (s *State) HostsOf(infraID string) []*Host {
 }
 
 // PutHost stores a host.
-func (s *State) PutHost(h *Host) { s.hosts[h.ID] = h }
+func (s *State) PutHost(h *Host) {
+	if old, ok := s.hosts[h.ID]; ok && old.State == HostAvailable {
+		s.free[old.InfraID] = removeFree(s.free[old.InfraID], old)
+	}
+	s.hosts[h.ID] = h
+	if h.State == HostAvailable {
+		s.free[h.InfraID] = insertFree(s.free[h.InfraID], h)
+	}
+}
+
+func compareFit(a, b *Host) int {
+	return cmp.Or(cmp.Compare(a.CPUs, b.CPUs), cmp.Compare(a.MemoryBytes, b.MemoryBytes), strings.Compare(a.ID, b.ID))
+}
+
+func insertFree(list []*Host, h *Host) []*Host {
+	i, _ := slices.BinarySearchFunc(list, h, compareFit)
+	return slices.Insert(list, i, h)
+}
+
+func removeFree(list []*Host, h *Host) []*Host {
+	if i, ok := slices.BinarySearchFunc(list, h, compareFit); ok {
+		return slices.Delete(list, i, i+1)
+	}
+	return list
+}
 
 // --- clusters
 
@@ -313,6 +341,17 @@ func (s *State) NodesOf(clusterID string) []*Node {
 		return cmp.Or(cmp.Compare(rank[a.Role], rank[b.Role]), strings.Compare(a.HostID, b.HostID))
 	})
 	return out
+}
+
+// JoinedCount is how many of a cluster's nodes are joined Kubernetes nodes.
+func (s *State) JoinedCount(clusterID string) int {
+	n := 0
+	for hostID := range s.nodesByCluster[clusterID] {
+		if s.nodes[hostID].State == NodeJoined {
+			n++
+		}
+	}
+	return n
 }
 
 // PutNode stores a node.

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -82,7 +83,7 @@ func FromTables(t *Tables) (*State, error) {
 		s.events[e.ClusterID] = append(s.events[e.ClusterID], e)
 	}
 	for id, h := range s.events {
-		slices.SortFunc(h, func(a, b Event) int { return int(a.Seq) - int(b.Seq) })
+		slices.SortFunc(h, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 		s.events[id] = h
 	}
 	s.nextEventSeq = max(t.NextEventSeq, 1)
