@@ -71,18 +71,31 @@ func newLimiter(now func() time.Time) *limiter {
 func (l *limiter) take(key string, limit int) (remaining int, reset int64, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m := l.now().Unix() / 60
-	if m != l.minute {
-		l.minute = m
-		clear(l.counts)
-	}
-	reset = (m + 1) * 60
+	reset = l.roll()
 	n := l.counts[key]
 	if n >= limit {
 		return 0, reset, false
 	}
 	l.counts[key] = n + 1
 	return limit - n - 1, reset, true
+}
+
+// peek reports what is left in the window for key without counting a request.
+func (l *limiter) peek(key string, limit int) (remaining int, reset int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	reset = l.roll()
+	return max(limit-l.counts[key], 0), reset, true
+}
+
+// roll starts a new window when the minute has turned and returns the current one's end.
+func (l *limiter) roll() (reset int64) {
+	m := l.now().Unix() / 60
+	if m != l.minute {
+		l.minute = m
+		clear(l.counts)
+	}
+	return (m + 1) * 60
 }
 
 func clientIP(r *http.Request) string {

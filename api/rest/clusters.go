@@ -52,6 +52,9 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request, _ *principal) 
 }
 
 func (h *Handler) openapi(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
 	body, err := api.SpecJSON()
 	if err != nil {
 		return fmt.Errorf("openapi spec: %w", err)
@@ -145,14 +148,18 @@ func decodePatch(r *http.Request, req *v1.PatchClusterRequest) error {
 	err := decodeBody(r, req)
 	if e, ok := err.(*v1.Error); ok && e.Details["field"] != nil {
 		field, _ := e.Details["field"].(string)
-		if jsonFields(typeOfCreate)[field] != nil {
+		// A patchable field named here is wrongly typed, not immutable: keep that error.
+		if jsonFields(typeOfCreate)[field] != nil && jsonFields(typeOfPatch)[field] == nil {
 			return v1.InvalidField(field, "%s cannot be changed after creation; only workers and node_size can", field)
 		}
 	}
 	return err
 }
 
-var typeOfCreate = reflect.TypeOf(v1.CreateClusterRequest{})
+var (
+	typeOfCreate = reflect.TypeOf(v1.CreateClusterRequest{})
+	typeOfPatch  = reflect.TypeOf(v1.PatchClusterRequest{})
+)
 
 func (h *Handler) deleteCluster(w http.ResponseWriter, r *http.Request, p *principal) error {
 	id := r.PathValue("id")
@@ -240,10 +247,20 @@ func (h *Handler) clusterEvents(w http.ResponseWriter, r *http.Request, p *princ
 	if q.err != nil {
 		return q.err
 	}
+	streaming := follow == "1" || follow == "true"
+	// A reconnecting EventSource sends the last id it saw; it wins over ?since. It is read
+	// before the scope check so that a malformed one is 400 whatever the cluster.
+	if last := r.Header.Get("Last-Event-ID"); streaming && last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			return v1.InvalidField("Last-Event-ID", "Last-Event-ID must be an event seq")
+		}
+		since = n
+	}
 	if err := visible(p, id); err != nil {
 		return err
 	}
-	if follow != "1" && follow != "true" {
+	if !streaming {
 		ctx := r.Context()
 		events, err := h.b.ClusterEvents(ctx, id, since, false)
 		if err != nil {
@@ -251,14 +268,6 @@ func (h *Handler) clusterEvents(w http.ResponseWriter, r *http.Request, p *princ
 		}
 		writeJSON(w, http.StatusOK, events)
 		return nil
-	}
-	// A reconnecting EventSource sends the last id it saw; it wins over ?since.
-	if last := r.Header.Get("Last-Event-ID"); last != "" {
-		n, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
-			return v1.InvalidField("Last-Event-ID", "Last-Event-ID must be an event seq")
-		}
-		since = n
 	}
 	// Check the cluster exists before committing to a stream.
 	first, err := h.b.ClusterEvents(r.Context(), id, since, false)

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 
 	v1 "github.com/deployme/deployme/api/v1"
@@ -66,7 +68,9 @@ func decode(r *http.Request, dst any, optional bool) error {
 // "network.mtuu" is named as precisely as "nmae".
 func checkFields(fields map[string]json.RawMessage, t reflect.Type, prefix string) error {
 	known := jsonFields(t)
-	for name, raw := range fields {
+	// Sorted, so a body with several bad keys always names the same one.
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		raw := fields[name]
 		ft, ok := known[name]
 		if !ok {
 			return v1.InvalidField(prefix+name, "unknown field %q", prefix+name)

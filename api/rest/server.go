@@ -235,7 +235,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *route, route
 			}
 		}
 	}
-	remaining, reset, ok := h.limiter.take(key, limit)
+	// Health probes carry the headers but do not draw on the anonymous budget: it exists to
+	// throttle token guessing, and probes refused by it would take a healthy replica out of
+	// its load balancer.
+	take := h.limiter.take
+	if acc == public {
+		take = h.limiter.peek
+	}
+	remaining, reset, ok := take(key, limit)
 	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(limit))
 	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
 	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
@@ -291,7 +298,9 @@ func checkAccess(p *principal, a access) error {
 			return deny("this token is scoped to clusters; this endpoint needs scope *")
 		}
 	case adminOnly:
-		if !p.has(v1.PermAdmin) {
+		// Token creation already refuses admin tokens with a narrower scope; checking
+		// both here keeps one mistake from becoming a privilege escalation.
+		if !p.has(v1.PermAdmin) || !p.global() {
 			return deny("this endpoint needs the admin permission")
 		}
 	}
