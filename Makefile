@@ -4,7 +4,6 @@ BIN     := bin
 GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
-PROTOC_GEN_GO_VERSION := v1.36.12
 
 .PHONY: all build run test test-short lint generate generate-check tools bench clean
 
@@ -31,14 +30,15 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-tools: $(GOBIN_TOOLS)/protoc-gen-go
-
-$(GOBIN_TOOLS)/protoc-gen-go:
-	GOBIN=$(GOBIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+# The protoc plugins are `tool` dependencies in go.mod: their versions are pinned there.
+tools:
+	@mkdir -p $(GOBIN_TOOLS)
+	$(GO) build -o $(GOBIN_TOOLS)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
 # Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
 generate: tools
-	cd proto && PATH=$(GOBIN_TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative $$(find . -name '*.proto' | sort)
+	cd proto && PATH=$(GOBIN_TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative $$(find . -name '*.proto' | sort)
 
 # Fails when generated code is not what `make generate` would write.
 generate-check: generate

@@ -212,3 +212,33 @@ func (h *Handler) listMembers(w http.ResponseWriter, r *http.Request, _ *princip
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
+
+func (h *Handler) addMember(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	var req v1.AddMemberRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" || len(req.ID) > 128 || !printableASCII(req.ID) {
+		return v1.InvalidField("id", "id must be 1-128 printable characters")
+	}
+	if req.RaftAddress == "" {
+		return v1.InvalidField("raft_address", "raft_address is required")
+	}
+	m, err := h.b.AddMember(r.Context(), &req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
+	if err := h.b.RemoveMember(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -69,4 +69,6 @@ type Backend interface {
 	DecommissionHost(ctx context.Context, id string) error
 
 	ListMembers(ctx context.Context) (*v1.MemberList, error)
+	AddMember(ctx context.Context, req *v1.AddMemberRequest) (*v1.Member, error)
+	RemoveMember(ctx context.Context, id string) error
 }

@@ -146,6 +146,8 @@ func (h *Handler) table() []route {
 		{"DELETE", "/v1/hosts/{id}", adminOnly, h.deleteHost},
 
 		{"GET", "/v1/coordinator/members", adminOnly, h.listMembers},
+		{"POST", "/v1/coordinator/members", adminOnly, h.addMember},
+		{"DELETE", "/v1/coordinator/members/{id}", adminOnly, h.removeMember},
 	}
 }
 
@@ -268,6 +270,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *route, route
 	}
 	if err := checkAccess(p, rt.access); err != nil {
 		return err
+	}
+	if p != nil {
+		var err error
+		if r, err = requestOptions(w, r, p); err != nil {
+			return err
+		}
 	}
 	if rt.pattern != "/v1/clusters/{id}/events" {
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)

@@ -263,15 +263,27 @@ type HostList struct {
 
 // Member is one coordinator replica.
 type Member struct {
-	ID           string `json:"id"`
-	RaftAddress  string `json:"raft_address"`
-	HTTPAddress  string `json:"http_address,omitempty"`
-	GRPCAddress  string `json:"grpc_address,omitempty"`
-	Role         string `json:"role"`
-	Voter        bool   `json:"voter"`
-	Leader       bool   `json:"leader"`
-	LastContact  string `json:"last_contact,omitempty"`
-	AppliedIndex uint64 `json:"applied_index,omitempty"`
+	ID          string `json:"id"`
+	RaftAddress string `json:"raft_address"`
+	HTTPAddress string `json:"http_address,omitempty"`
+	GRPCAddress string `json:"grpc_address,omitempty"`
+	// Role is leader, follower or nonvoter.
+	Role   string `json:"role"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
+	// Reachable tells whether the replica answered its status request just now.
+	Reachable bool `json:"reachable"`
+	// LastContact is when a follower last heard from the leader (absent for the leader).
+	LastContact  time.Time `json:"last_contact,omitzero"`
+	AppliedIndex uint64    `json:"applied_index,omitempty"`
+}
+
+// AddMemberRequest is the body of POST /v1/coordinator/members.
+type AddMemberRequest struct {
+	ID          string `json:"id"`
+	RaftAddress string `json:"raft_address"`
+	HTTPAddress string `json:"http_address,omitempty"`
+	GRPCAddress string `json:"grpc_address,omitempty"`
 }
 
 // MemberList is the body of GET /v1/coordinator/members.

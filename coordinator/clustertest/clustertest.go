@@ -1,12 +1,14 @@
-// Package clustertest runs coordinator replicas in-process for tests: real Raft over TCP on
-// 127.0.0.1, real HTTP, a temporary data dir per replica, and helpers to restart replicas
-// and to put hosts into state through the same service path the agent service uses.
+// Package clustertest runs coordinator replicas in-process for tests: real Raft and real
+// gRPC over TCP on 127.0.0.1, real HTTP, a temporary data dir per replica. It can stop,
+// restart and partition replicas (dropping traffic between chosen ones), and puts hosts into
+// state through the same service path the agent service uses.
 package clustertest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,65 +28,102 @@ import (
 
 // Options configures a test cluster.
 type Options struct {
+	// Replicas is the number of coordinator replicas (default 1).
+	Replicas int
 	// Configure changes each replica's config after the harness defaults are set.
 	Configure func(*server.Config)
 }
 
-// Cluster is a running test coordinator (one replica for now).
+// Cluster is a running set of test coordinator replicas.
 type Cluster struct {
-	t       testing.TB
-	opts    Options
-	dataDir string
-	addrs   [3]string // http, grpc, raft: kept across restarts
-
-	mu     sync.Mutex
-	srv    *server.Server
-	cancel context.CancelFunc
-	done   chan error
+	t        testing.TB
+	opts     Options
+	net      *Network
+	Replicas []*Replica
 
 	// AdminToken is the bootstrap admin token's secret.
 	AdminToken string
 }
 
-// Start starts a single-replica coordinator and waits until it is ready. It is stopped when
-// the test ends.
+// Replica is one in-process coordinator.
+type Replica struct {
+	c       *Cluster
+	Index   int
+	ID      string
+	dataDir string
+	addrs   [3]string // http, grpc, raft: kept across restarts
+	join    []string
+	// tokenFile holds the admin token a joining replica presents.
+	tokenFile string
+
+	mu     sync.Mutex
+	srv    *server.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts the replicas, joins them into one cluster, and waits until every one is a
+// voter and ready. They are stopped when the test ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, opts: opts, dataDir: t.TempDir()}
-	if err := c.start(); err != nil {
-		t.Fatalf("start coordinator: %v", err)
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
 	}
-	t.Cleanup(func() { c.Stop() })
-	tok, err := os.ReadFile(filepath.Join(c.dataDir, "admin-token"))
+	c := &Cluster{t: t, opts: opts, net: newNetwork()}
+	t.Cleanup(c.StopAll)
+	first := c.newReplica(0, nil)
+	if err := first.start(); err != nil {
+		t.Fatalf("start replica 0: %v", err)
+	}
+	tok, err := os.ReadFile(filepath.Join(first.dataDir, "admin-token"))
 	if err != nil {
 		t.Fatalf("read admin token: %v", err)
 	}
 	c.AdminToken = strings.TrimSpace(string(tok))
+	tokenFile := filepath.Join(t.TempDir(), "join-token")
+	if err := os.WriteFile(tokenFile, tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < opts.Replicas; i++ {
+		r := c.newReplica(i, []string{first.URL()})
+		r.tokenFile = tokenFile
+		if err := r.start(); err != nil {
+			t.Fatalf("start replica %d: %v", i, err)
+		}
+	}
+	if opts.Replicas > 1 {
+		c.WaitVoters(opts.Replicas)
+	}
 	return c
+}
+
+func (c *Cluster) newReplica(i int, join []string) *Replica {
+	r := &Replica{c: c, Index: i, ID: fmt.Sprintf("node-%d", i+1), dataDir: c.t.TempDir(), join: join}
+	c.Replicas = append(c.Replicas, r)
+	return r
 }
 
 func listen(addr string) (net.Listener, error) {
 	if addr == "" {
-		addr = "127.0.0.1:0"
+		return net.Listen("tcp", "127.0.0.1:0")
 	}
 	// A restarted replica takes its old ports back; the previous listener may take a moment
 	// to release them.
 	var ln net.Listener
-	err := poll.Until(context.Background(), 20*time.Millisecond, func() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
 		var err error
 		ln, err = net.Listen("tcp", addr)
-		if err != nil && strings.Contains(addr, ":0") {
-			return false, err
-		}
 		return err == nil, nil
 	})
 	return ln, err
 }
 
-func (c *Cluster) start() error {
+func (r *Replica) start() error {
 	var lns [3]net.Listener
 	for i := range lns {
-		ln, err := listen(c.addrs[i])
+		ln, err := listen(r.addrs[i])
 		if err != nil {
 			for _, l := range lns[:i] {
 				l.Close()
@@ -92,18 +131,31 @@ func (c *Cluster) start() error {
 			return err
 		}
 		lns[i] = ln
-		c.addrs[i] = ln.Addr().String()
+		r.addrs[i] = ln.Addr().String()
 	}
+	r.c.net.register(r.Index, r.addrs[2])
 	cfg := server.DefaultConfig()
-	cfg.NodeID = "node-1"
-	cfg.DataDir = c.dataDir
+	cfg.NodeID = r.ID
+	cfg.DataDir = r.dataDir
 	cfg.HTTPListener, cfg.GRPCListener, cfg.RaftListener = lns[0], lns[1], lns[2]
-	// A single voter elects itself faster with short timeouts; tests need no LAN margin.
-	cfg.Raft.HeartbeatTimeout = 200 * time.Millisecond
-	cfg.Raft.ElectionTimeout = 200 * time.Millisecond
-	cfg.Raft.LeaderLeaseTimeout = 100 * time.Millisecond
-	if c.opts.Configure != nil {
-		c.opts.Configure(&cfg)
+	cfg.Stdout = io.Discard
+	cfg.Join = r.join
+	cfg.AdminTokenFile = r.tokenFile
+	cfg.PeerDialer = r.c.net.dialer(r.Index)
+	if r.c.opts.Replicas <= 1 {
+		// A single voter elects itself at once with short timeouts.
+		cfg.Raft.HeartbeatTimeout = 200 * time.Millisecond
+		cfg.Raft.ElectionTimeout = 200 * time.Millisecond
+		cfg.Raft.LeaderLeaseTimeout = 100 * time.Millisecond
+	} else {
+		// Several replicas share 2 CPUs (and the race detector): timeouts short enough for
+		// quick failover tests, long enough not to flap under load.
+		cfg.Raft.HeartbeatTimeout = 500 * time.Millisecond
+		cfg.Raft.ElectionTimeout = 500 * time.Millisecond
+		cfg.Raft.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	if r.c.opts.Configure != nil {
+		r.c.opts.Configure(&cfg)
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -115,14 +167,15 @@ func (c *Cluster) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	c.mu.Lock()
-	c.srv, c.cancel, c.done = srv, cancel, done
-	c.mu.Unlock()
-	return c.waitReady(done)
+	r.mu.Lock()
+	r.srv, r.cancel, r.done = srv, cancel, done
+	r.mu.Unlock()
+	return r.waitReady(done)
 }
 
-func (c *Cluster) waitReady(done chan error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// waitReady waits until /readyz answers 200 (a leader is known and state bootstrapped).
+func (r *Replica) waitReady(done chan error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	hc := &http.Client{Timeout: 2 * time.Second}
 	return poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
@@ -132,7 +185,7 @@ func (c *Cluster) waitReady(done chan error) error {
 			return false, fmt.Errorf("coordinator exited during start: %v", err)
 		default:
 		}
-		resp, err := hc.Get(c.URL() + "/readyz")
+		resp, err := hc.Get(r.URL() + "/readyz")
 		if err != nil {
 			return false, nil
 		}
@@ -141,51 +194,197 @@ func (c *Cluster) waitReady(done chan error) error {
 	})
 }
 
-// URL is the REST API's base URL.
-func (c *Cluster) URL() string { return "http://" + c.addrs[0] }
+// URL is the replica's REST API base URL.
+func (r *Replica) URL() string { return "http://" + r.addrs[0] }
+
+// RaftAddr is the replica's Raft (peer) address.
+func (r *Replica) RaftAddr() string { return r.addrs[2] }
 
 // DataDir is the replica's data directory.
-func (c *Cluster) DataDir() string { return c.dataDir }
+func (r *Replica) DataDir() string { return r.dataDir }
 
-// Server is the running replica.
-func (c *Cluster) Server() *server.Server {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.srv
+// Server is the running server (nil while stopped).
+func (r *Replica) Server() *server.Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.srv
 }
 
-// Service is the running replica's application layer.
-func (c *Cluster) Service() *service.Service { return c.Server().Service() }
+// Running tells whether the replica is started.
+func (r *Replica) Running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cancel != nil
+}
 
-// Client returns an API client with the admin token.
-func (c *Cluster) Client() *client.Client { return client.New(c.URL(), c.AdminToken) }
+// Client returns an admin API client for this replica.
+func (r *Replica) Client() *client.Client { return client.New(r.URL(), r.c.AdminToken) }
 
-// ClientWith returns an API client with another token ("" for none).
-func (c *Cluster) ClientWith(token string) *client.Client { return client.New(c.URL(), token) }
-
-// Stop stops the replica cleanly (idempotent).
-func (c *Cluster) Stop() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.cancel = nil
-	c.mu.Unlock()
+// Stop stops the replica (idempotent).
+func (r *Replica) Stop() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.cancel = nil
+	r.mu.Unlock()
 	if cancel == nil {
 		return
 	}
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		c.t.Errorf("coordinator stopped with error: %v", err)
+		r.c.t.Errorf("replica %s stopped with error: %v", r.ID, err)
 	}
 }
 
-// Restart stops the replica and starts it again on the same data dir and addresses.
-func (c *Cluster) Restart() {
-	c.t.Helper()
-	c.Stop()
-	if err := c.start(); err != nil {
-		c.t.Fatalf("restart coordinator: %v", err)
+// Restart starts a stopped replica (or stops and starts a running one) on the same data dir
+// and addresses.
+func (r *Replica) Restart() {
+	r.c.t.Helper()
+	r.Stop()
+	if err := r.start(); err != nil {
+		r.c.t.Fatalf("restart %s: %v", r.ID, err)
 	}
 }
+
+// StartAgain starts a stopped replica without waiting for it to be ready (a replica alone
+// in a minority is never ready).
+func (r *Replica) StartAgain() error {
+	r.Stop()
+	err := r.start()
+	return err
+}
+
+// AddReplica starts a new replica that joins the cluster through the running replicas (as
+// a non-voter; the leader promotes it once it has caught up), waits until it is ready, and
+// returns it.
+func (c *Cluster) AddReplica() *Replica {
+	c.t.Helper()
+	var join []string
+	tokenFile := ""
+	for _, r := range c.Replicas {
+		if r.Running() {
+			join = append(join, r.URL())
+		}
+		if r.tokenFile != "" {
+			tokenFile = r.tokenFile
+		}
+	}
+	if len(join) == 0 {
+		c.t.Fatal("add replica: no replica is running")
+	}
+	if tokenFile == "" {
+		tokenFile = filepath.Join(c.t.TempDir(), "join-token")
+		if err := os.WriteFile(tokenFile, []byte(c.AdminToken+"\n"), 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	r := c.newReplica(len(c.Replicas), join)
+	r.tokenFile = tokenFile
+	if err := r.start(); err != nil {
+		c.t.Fatalf("start replica %s: %v", r.ID, err)
+	}
+	return r
+}
+
+// StopAll stops every replica.
+func (c *Cluster) StopAll() {
+	var wg sync.WaitGroup
+	for _, r := range c.Replicas {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.Stop() }()
+	}
+	wg.Wait()
+}
+
+// --- single-replica shorthands (replica 0), kept for tests that need one coordinator
+
+// URL is replica 0's REST API base URL.
+func (c *Cluster) URL() string { return c.Replicas[0].URL() }
+
+// DataDir is replica 0's data directory.
+func (c *Cluster) DataDir() string { return c.Replicas[0].DataDir() }
+
+// Server is replica 0's server.
+func (c *Cluster) Server() *server.Server { return c.Replicas[0].Server() }
+
+// Service is a running replica's application layer (writes are forwarded to the leader).
+func (c *Cluster) Service() *service.Service {
+	for _, r := range c.Replicas {
+		if s := r.Server(); s != nil {
+			return s.Service()
+		}
+	}
+	c.t.Fatal("no replica is running")
+	return nil
+}
+
+// Client returns an admin API client for replica 0.
+func (c *Cluster) Client() *client.Client { return c.Replicas[0].Client() }
+
+// ClientWith returns an API client for replica 0 with another token ("" for none).
+func (c *Cluster) ClientWith(token string) *client.Client { return client.New(c.URL(), token) }
+
+// Stop stops replica 0.
+func (c *Cluster) Stop() { c.Replicas[0].Stop() }
+
+// Restart restarts replica 0.
+func (c *Cluster) Restart() { c.Replicas[0].Restart() }
+
+// --- leadership and membership
+
+// Leader waits until one running replica leads and has established leadership, and
+// returns it.
+func (c *Cluster) Leader(timeout time.Duration) *Replica {
+	c.t.Helper()
+	var leader *Replica
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := poll.Until(ctx, 10*time.Millisecond, func() (bool, error) {
+		for _, r := range c.Replicas {
+			if s := r.Server(); s != nil && s.LeaderReady() {
+				leader = r
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		c.t.Fatalf("no leader within %v", timeout)
+	}
+	return leader
+}
+
+// WaitVoters waits until the leader's configuration has n voters.
+func (c *Cluster) WaitVoters(n int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, 50*time.Millisecond, func() (bool, error) {
+		l := c.Leader(30 * time.Second)
+		servers, err := l.Server().Raft().Servers()
+		if err != nil {
+			return false, nil
+		}
+		voters := 0
+		for _, s := range servers {
+			if s.Voter {
+				voters++
+			}
+		}
+		return voters == n, nil
+	})
+	if err != nil {
+		c.t.Fatalf("cluster did not reach %d voters", n)
+	}
+}
+
+// Partition cuts traffic between replicas of different groups (by index); replicas in no
+// group are cut from everyone. Existing connections fail on their next read or write.
+func (c *Cluster) Partition(groups ...[]int) { c.net.partition(groups) }
+
+// Heal restores all traffic.
+func (c *Cluster) Heal() { c.net.heal() }
+
+// --- hosts
 
 // HostSpec describes hosts to put into state.
 type HostSpec struct {
@@ -198,7 +397,8 @@ type HostSpec struct {
 }
 
 // AddHosts registers n hosts through the service (the agent service's write path) and
-// returns them. Host i gets hostname "<prefix>-<i>" and address 10.99.x.y/16 (never dialled).
+// returns them. Host i gets hostname "host-<i>" and an address in 10.99.0.0/16 that is
+// stored, never dialled.
 func (c *Cluster) AddHosts(n int, spec HostSpec) []*v1.Host {
 	c.t.Helper()
 	if spec.InfraID == "" {

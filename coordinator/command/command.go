@@ -39,6 +39,9 @@ const (
 	TypeDeleteCluster    Type = 13
 	TypeSetClusterStatus Type = 14
 	TypeSetNodeState     Type = 15
+	TypeSetMember        Type = 16
+	TypeRemoveMember     Type = 17
+	TypeIdempotent       Type = 18
 )
 
 // Version is the payload encoding version written by this code.
@@ -60,6 +63,9 @@ var names = map[Type]string{
 	TypeDeleteCluster:    "delete_cluster",
 	TypeSetClusterStatus: "set_cluster_status",
 	TypeSetNodeState:     "set_node_state",
+	TypeSetMember:        "set_member",
+	TypeRemoveMember:     "remove_member",
+	TypeIdempotent:       "idempotent",
 }
 
 func (t Type) String() string {
@@ -105,6 +111,12 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.SetClusterStatus{}, nil
 	case TypeSetNodeState:
 		return &raftcmdv1.SetNodeState{}, nil
+	case TypeSetMember:
+		return &raftcmdv1.SetMember{}, nil
+	case TypeRemoveMember:
+		return &raftcmdv1.RemoveMember{}, nil
+	case TypeIdempotent:
+		return &raftcmdv1.Idempotent{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }
@@ -127,12 +139,14 @@ func Decode(entry []byte) (Type, proto.Message, error) {
 		return 0, nil, fmt.Errorf("command entry of %d bytes is too short", len(entry))
 	}
 	t, v := Type(entry[0]), entry[1]
-	if v == 0 || v > Version {
-		return t, nil, fmt.Errorf("command %s has payload version %d, this code reads up to %d", t, v, Version)
-	}
+	// The type is checked before the version: a replica that does not know a type cannot
+	// know its payload versions either, and an unknown advisory type must stay skippable.
 	msg, err := New(t)
 	if err != nil {
 		return t, nil, err
+	}
+	if v == 0 || v > Version {
+		return t, nil, fmt.Errorf("command %s has payload version %d, this code reads up to %d", t, v, Version)
 	}
 	if err := proto.Unmarshal(entry[2:], msg); err != nil {
 		return t, nil, fmt.Errorf("decode %s: %w", t, err)

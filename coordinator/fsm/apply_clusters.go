@@ -190,6 +190,11 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		return busyError(old)
 	}
 	workerSize, workerSizeName := sizeFrom(m.GetWorkerSize()), m.GetWorkerSize().GetName()
+	for _, sz := range m.GetSizes() {
+		if sz.GetName() == old.NodeSize {
+			workerSize, workerSizeName = sizeFrom(sz), sz.GetName()
+		}
+	}
 	if sizeChange {
 		workerSize, workerSizeName = sizeFrom(m.GetSize()), m.GetSize().GetName()
 	}

@@ -127,6 +127,12 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applySetClusterStatus(m)
 	case *raftcmdv1.SetNodeState:
 		return f.applySetNodeState(m)
+	case *raftcmdv1.SetMember:
+		return f.applySetMember(m)
+	case *raftcmdv1.RemoveMember:
+		return f.applyRemoveMember(m)
+	case *raftcmdv1.Idempotent:
+		return f.applyIdempotent(m)
 	}
 	// command.New and this switch list the same types; reaching here is a programming error
 	// caught by the codec test that applies every type.

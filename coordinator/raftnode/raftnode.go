@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,9 @@ type Config struct {
 	Listener net.Listener
 	// Advertise is the address peers dial; defaults to the listener's address.
 	Advertise string
+	// Dial opens a Raft connection to a peer (the peer mux, with TLS when configured); nil
+	// dials plain TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Bootstrap makes a node with no existing state start a new single-voter cluster.
 	Bootstrap bool
 
@@ -93,11 +97,16 @@ func (c Config) Validate() error {
 
 // Node is one Raft replica.
 type Node struct {
-	cfg    Config
-	raft   *raft.Raft
-	store  *raftboltdb.BoltStore
-	trans  *raft.NetworkTransport
-	logger *slog.Logger
+	logs      raft.LogStore
+	fresh     bool
+	notify    chan bool
+	stopped   chan struct{}
+	closeOnce sync.Once
+	cfg       Config
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	trans     *raft.NetworkTransport
+	logger    *slog.Logger
 }
 
 // Errors callers tell apart.
@@ -145,7 +154,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: advertise address %q: %w", advertise, err)
 	}
-	stream := &streamLayer{ln: cfg.Listener, adv: adv}
+	stream := &streamLayer{ln: cfg.Listener, adv: adv, dial: cfg.Dial}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 	})
@@ -162,6 +171,10 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.Logger = hlog
+	// raft blocks writing to NotifyCh, so a goroutine drains it into a one-slot channel
+	// that never blocks (consumers are level-triggered and re-read IsLeader).
+	notify := make(chan bool, 8)
+	rc.NotifyCh = notify
 	if err := raft.ValidateConfig(rc); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft: %w", err)
@@ -172,12 +185,12 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
+	has, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raft: inspect state: %w", err)
+	}
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, store, snaps)
-		if err != nil {
-			store.Close()
-			return nil, fmt.Errorf("raft: inspect state: %w", err)
-		}
 		if !has {
 			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
 			if err := raft.BootstrapCluster(rc, logs, store, snaps, trans, conf); err != nil {
@@ -192,7 +205,9 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
-	return &Node{cfg: cfg, raft: r, store: store, trans: trans, logger: logger}, nil
+	n := &Node{logs: logs, fresh: !has, notify: make(chan bool, 1), stopped: make(chan struct{}), cfg: cfg, raft: r, store: store, trans: trans, logger: logger}
+	go n.drainNotify(notify)
+	return n, nil
 }
 
 // Apply proposes an entry and waits for it to commit and be applied, returning the FSM's
@@ -205,11 +220,8 @@ func (n *Node) Apply(ctx context.Context, entry []byte) (any, error) {
 			return nil, ErrTimeout
 		}
 	}
-	f := n.raft.Apply(entry, timeout)
-	if err := f.Error(); err != nil {
-		return nil, classify(err)
-	}
-	return f.Response(), nil
+	_, res, err := n.ApplyIndexed(ctx, entry)
+	return res, err
 }
 
 func classify(err error) error {
@@ -289,9 +301,24 @@ func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
 // LastIndex is the last index in the log.
 func (n *Node) LastIndex() uint64 { return n.raft.LastIndex() }
 
+func (n *Node) drainNotify(in <-chan bool) {
+	for {
+		select {
+		case v := <-in:
+			select {
+			case n.notify <- v:
+			default:
+			}
+		case <-n.stopped:
+			return
+		}
+	}
+}
+
 // Close shuts the node down and closes its stores.
 func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
+	n.closeOnce.Do(func() { close(n.stopped) })
 	if cerr := n.trans.Close(); err == nil {
 		err = cerr
 	}
@@ -303,15 +330,21 @@ func (n *Node) Close() error {
 
 // streamLayer adapts an injected listener to raft.StreamLayer.
 type streamLayer struct {
-	ln  net.Listener
-	adv net.Addr
+	ln   net.Listener
+	adv  net.Addr
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
 func (s *streamLayer) Close() error              { return s.ln.Close() }
 func (s *streamLayer) Addr() net.Addr            { return s.adv }
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
+	if s.dial == nil {
+		return net.DialTimeout("tcp", string(addr), timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, string(addr))
 }
 
 // slogWriter routes hashicorp/raft's hclog lines into slog.

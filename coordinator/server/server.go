@@ -25,11 +25,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/deployme/deployme/api/rest"
+	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/fsm"
+	"github.com/deployme/deployme/coordinator/peer"
 	"github.com/deployme/deployme/coordinator/raftnode"
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/coordinator/state"
 	"github.com/deployme/deployme/internal/logkey"
+	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
 )
 
 // Config is the coordinator's configuration. Start from DefaultConfig.
@@ -46,7 +49,17 @@ type Config struct {
 	// Join lists HTTP addresses of existing members; empty bootstraps a new cluster.
 	Join []string
 	// AdminTokenFile, on bootstrap, holds the first admin token's secret; empty generates one.
+	// When joining, it holds an admin token of the cluster being joined.
 	AdminTokenFile string
+	// TLSCert, TLSKey, TLSCA are PEM files for mutual TLS between replicas (Raft and
+	// forwarding). Without them peer traffic is plain, with a warning.
+	TLSCert, TLSKey, TLSCA string
+	// PeerDialer opens connections to other replicas (tests inject partitions); nil dials TCP.
+	PeerDialer peer.Dialer
+	// LeaderWait bounds how long a request waits for a reachable leader before 503.
+	LeaderWait time.Duration
+	// LeaderLoops run on the leader only (the reconciler and liveness timers, later).
+	LeaderLoops []LeaderLoop
 
 	// Listeners, when set, are used instead of listening on the addresses (tests use
 	// 127.0.0.1:0 listeners).
@@ -65,15 +78,16 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		NodeID:   host,
-		DataDir:  "./data",
-		HTTPAddr: "127.0.0.1:8080",
-		GRPCAddr: "127.0.0.1:9090",
-		RaftAddr: "127.0.0.1:7000",
-		Raft:     raftnode.DefaultConfig(),
-		Service:  service.DefaultConfig(),
-		REST:     rest.DefaultConfig(),
-		Stdout:   os.Stdout,
+		NodeID:     host,
+		DataDir:    "./data",
+		HTTPAddr:   "127.0.0.1:8080",
+		GRPCAddr:   "127.0.0.1:9090",
+		RaftAddr:   "127.0.0.1:7000",
+		LeaderWait: 5 * time.Second,
+		Raft:       raftnode.DefaultConfig(),
+		Service:    service.DefaultConfig(),
+		REST:       rest.DefaultConfig(),
+		Stdout:     os.Stdout,
 	}
 }
 
@@ -84,8 +98,8 @@ func (c Config) Validate() error {
 		return errors.New("node ID is empty (set --node-id)")
 	case c.DataDir == "":
 		return errors.New("data dir is empty (set --data-dir)")
-	case len(c.Join) > 0:
-		return errors.New("--join: adding replicas to an existing coordinator cluster is not supported by this build yet; start without --join to bootstrap a single replica")
+	case len(c.Join) > 0 && c.AdminTokenFile == "":
+		return errors.New("--join needs --admin-token-file: an admin token of the cluster being joined")
 	}
 	for name, a := range map[string]string{"advertise-http": c.AdvertiseHTTP, "advertise-grpc": c.AdvertiseGRPC, "advertise-raft": c.AdvertiseRaft} {
 		if a == "" {
@@ -107,6 +121,10 @@ type Server struct {
 	logger   *slog.Logger
 	fsm      *fsm.FSM
 	node     *raftnode.Node
+	mux      *peer.Mux
+	fwd      *forward.Forwarder
+	lead     *leadership
+	fresh    bool
 	svc      *service.Service
 	handler  *rest.Handler
 	httpLn   net.Listener
@@ -167,12 +185,27 @@ func New(cfg Config) (s *Server, err error) {
 		cfg.AdvertiseGRPC = grpcLn.Addr().String()
 	}
 
+	serverTLS, clientTLS, err := peer.LoadTLS(peer.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA})
+	if err != nil {
+		return nil, err
+	}
+	if serverTLS == nil {
+		logger.Warn("peer traffic (Raft and forwarding) is not encrypted or authenticated: give --tls-cert, --tls-key and --tls-ca in production")
+	}
+	mux := peer.NewMux(raftLn, peer.Config{ServerTLS: serverTLS, ClientTLS: clientTLS, Dialer: cfg.PeerDialer, Logger: logger.With(logkey.Component, "peer")})
+	closers = append(closers, mux)
+
 	f := fsm.New(logger.With(logkey.Component, "fsm"))
 	rc := cfg.Raft
 	rc.ID = cfg.NodeID
 	rc.Dir = filepath.Join(cfg.DataDir, "raft")
-	rc.Listener = raftLn
+	rc.Listener = mux.RaftListener()
+	rc.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return mux.Dial(ctx, addr, peer.TypeRaft) }
 	rc.Advertise = cfg.AdvertiseRaft
+	if rc.Advertise == "" {
+		rc.Advertise = raftLn.Addr().String()
+	}
+	cfg.AdvertiseRaft = rc.Advertise
 	rc.Bootstrap = len(cfg.Join) == 0
 	rc.Logger = logger.With(logkey.Component, "raft")
 	node, err := raftnode.Open(rc, f)
@@ -181,15 +214,28 @@ func New(cfg Config) (s *Server, err error) {
 	}
 	closers = append(closers, node)
 
+	lead := &leadership{raft: node, logger: logger.With(logkey.Component, "leadership")}
+	fwd := forward.New(forward.Config{
+		Dial:       func(ctx context.Context, addr string) (net.Conn, error) { return mux.Dial(ctx, addr, peer.TypeGRPC) },
+		LeaderWait: cfg.LeaderWait,
+		Ready:      lead.Ready,
+		Logger:     logger.With(logkey.Component, "forward"),
+	}, node, f)
+
 	sc := cfg.Service
 	sc.NodeID = cfg.NodeID
 	sc.AdvertiseHTTP = cfg.AdvertiseHTTP
 	sc.AdvertiseGRPC = cfg.AdvertiseGRPC
 	sc.Logger = logger.With(logkey.Component, "service")
-	svc, err := service.New(sc, node, f)
+	svc, err := service.New(sc, &clusterAdapter{fwd: fwd, node: node}, f)
 	if err != nil {
 		return nil, err
 	}
+	srv := &Server{cfg: cfg, logger: logger, fsm: f, node: node, mux: mux, fwd: fwd, lead: lead, fresh: node.Fresh(), svc: svc, httpLn: httpLn, grpcLn: grpcLn}
+	lead.loops = append([]LeaderLoop{
+		{Name: "register-self", Run: srv.registerSelfLoop},
+		{Name: "promote-nonvoters", Run: srv.promoteLoop},
+	}, cfg.LeaderLoops...)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -200,7 +246,8 @@ func New(cfg Config) (s *Server, err error) {
 	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	h := rest.New(svc, hc)
 
-	return &Server{cfg: cfg, logger: logger, fsm: f, node: node, svc: svc, handler: h, httpLn: httpLn, grpcLn: grpcLn, registry: reg}, nil
+	srv.handler, srv.registry = h, reg
+	return srv, nil
 }
 
 // HTTPAddr is the address the REST API listens on.
@@ -215,12 +262,22 @@ func (s *Server) FSM() *fsm.FSM { return s.fsm }
 // Raft is the replica's Raft node.
 func (s *Server) Raft() *raftnode.Node { return s.node }
 
+// LeaderReady tells whether this replica leads and has applied its term's barrier.
+func (s *Server) LeaderReady() bool { return s.lead.Ready() }
+
+// LeadershipsEstablished counts how many times this replica established leadership.
+func (s *Server) LeadershipsEstablished() int64 { return s.lead.established.Load() }
+
 // Handler is the REST handler.
 func (s *Server) Handler() *rest.Handler { return s.handler }
 
 // Run serves until ctx ends, then stops cleanly and closes Raft.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.node.Close()
+	defer s.mux.Close()
+	defer s.fwd.Close()
+	peerGRPC := grpc.NewServer()
+	clusterv1.RegisterClusterServer(peerGRPC, forward.NewServer(s.fwd, s.node))
 	httpSrv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -248,6 +305,26 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		if err := s.mux.Serve(); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("peer listener: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		_ = peerGRPC.Serve(s.mux.GRPCListener())
+		return nil
+	})
+	g.Go(func() error { return s.lead.run(gctx) })
+	g.Go(func() error {
+		if err := s.join(gctx); err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
 		if err := s.bootstrap(gctx); err != nil {
 			if gctx.Err() != nil {
 				return nil
@@ -261,6 +338,8 @@ func (s *Server) Run(ctx context.Context) error {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = httpSrv.Shutdown(shutCtx)
+		peerGRPC.Stop()
+		s.mux.Close()
 		stopped := make(chan struct{})
 		go func() { grpcSrv.GracefulStop(); close(stopped) }()
 		select {

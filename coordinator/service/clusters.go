@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/deployme/deployme/api/rest"
@@ -22,13 +23,32 @@ func (s *Service) defaultVersion() string {
 	return ""
 }
 
+// sizeTable is the operator's whole size table, for commands that pick a size from state.
+func (s *Service) sizeTable() []*raftcmdv1.Size {
+	out := make([]*raftcmdv1.Size, len(s.cfg.NodeSizes))
+	for i, n := range s.cfg.NodeSizes {
+		out[i] = s.sizeMsg(n.Name)
+	}
+	return out
+}
+
+// exists runs a local existence check, so an unknown ID is answered without a log entry.
+func (s *Service) exists(fn func(*state.State) bool) bool {
+	ok := false
+	s.store.Read(func(st *state.State) { ok = fn(st) })
+	return ok
+}
+
 func (s *Service) sizeMsg(name string) *raftcmdv1.Size {
 	sz := s.sizes[name]
 	return &raftcmdv1.Size{Name: name, Cpus: int32(sz.CPUs), MemoryBytes: sz.MemoryBytes}
 }
 
 // ListClusters pages through clusters in creation order.
-func (s *Service) ListClusters(_ context.Context, q rest.ClusterQuery) (*v1.ClusterList, error) {
+func (s *Service) ListClusters(ctx context.Context, q rest.ClusterQuery) (*v1.ClusterList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	out := &v1.ClusterList{Items: []v1.Cluster{}, Page: q.Page, PerPage: q.PerPage}
 	skip := (q.Page - 1) * q.PerPage
 	s.store.Read(func(st *state.State) {
@@ -83,29 +103,39 @@ func (s *Service) CreateCluster(ctx context.Context, req *v1.CreateClusterReques
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
+	id, err = s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
 		Cluster: &raftcmdv1.Cluster{
 			Id: id, Name: *req.Name, Phase: phase, ControlPlanes: int32(*req.ControlPlanes),
 			Workers: int32(*req.Workers), KubernetesVersion: version, InfraId: infraID,
 		},
 		Size: s.sizeMsg(*req.NodeSize),
 		At:   unixNano(s.now()),
-	})
+	}, id)
 	if err != nil {
 		return nil, err
 	}
-	return s.clusterResult(res), nil
+	return written(s.localCluster(id))
 }
 
-func (s *Service) clusterResult(res any) *v1.Cluster {
-	c := res.(*state.Cluster)
-	var out v1.Cluster
-	s.store.Read(func(st *state.State) { out = clusterOut(st, c) })
-	return &out
+// written passes on the answer of a read that follows an applied write. The write is
+// applied locally by then; a miss means something deleted the object in between.
+func written[T any](v T, err error) (T, error) {
+	var e *v1.Error
+	if errors.As(err, &e) && e.Code == v1.CodeNotFound {
+		return v, v1.Errorf(v1.CodeConflict, "the object was changed by another request right after this one; read it again")
+	}
+	return v, err
 }
 
 // GetCluster returns one cluster.
-func (s *Service) GetCluster(_ context.Context, id string) (*v1.Cluster, error) {
+func (s *Service) GetCluster(ctx context.Context, id string) (*v1.Cluster, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return s.localCluster(id)
+}
+
+func (s *Service) localCluster(id string) (*v1.Cluster, error) {
 	var out *v1.Cluster
 	s.store.Read(func(st *state.State) {
 		if c, ok := st.Cluster(id); ok {
@@ -126,7 +156,7 @@ func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClus
 	if cur == nil {
 		return nil, notFound("cluster", id)
 	}
-	cmd := &raftcmdv1.PatchCluster{Id: id, WorkerSize: s.sizeMsg(cur.NodeSize), At: unixNano(s.now())}
+	cmd := &raftcmdv1.PatchCluster{Id: id, WorkerSize: s.sizeMsg(cur.NodeSize), Sizes: s.sizeTable(), At: unixNano(s.now())}
 	if req.Workers != nil {
 		w := int32(*req.Workers)
 		cmd.Workers = &w
@@ -134,30 +164,34 @@ func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClus
 	if req.NodeSize != nil {
 		cmd.Size = s.sizeMsg(*req.NodeSize)
 	}
-	res, err := s.apply(ctx, command.TypePatchCluster, cmd)
-	if err != nil {
+	if _, err := s.apply(ctx, command.TypePatchCluster, cmd, id); err != nil {
 		return nil, err
 	}
-	return s.clusterResult(res), nil
+	return written(s.localCluster(id))
 }
 
 // UpgradeCluster starts an upgrade to an offered version.
 func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.Cluster, error) {
-	res, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())})
-	if err != nil {
+	if _, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}, id); err != nil {
 		return nil, err
 	}
-	return s.clusterResult(res), nil
+	return written(s.localCluster(id))
 }
 
 // DeleteCluster starts deleting a cluster; deleting one already being deleted is a no-op.
 func (s *Service) DeleteCluster(ctx context.Context, id string) error {
-	_, err := s.apply(ctx, command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: id, At: unixNano(s.now())})
+	if !s.exists(func(st *state.State) bool { _, ok := st.Cluster(id); return ok }) {
+		return notFound("cluster", id)
+	}
+	_, err := s.apply(ctx, command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: id, At: unixNano(s.now())}, "")
 	return err
 }
 
 // Kubeconfig issues an admin kubeconfig once the control plane is up.
-func (s *Service) Kubeconfig(_ context.Context, id string, _ time.Duration) ([]byte, error) {
+func (s *Service) Kubeconfig(ctx context.Context, id string, _ time.Duration) ([]byte, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	var c *state.Cluster
 	s.store.Read(func(st *state.State) { c, _ = st.Cluster(id) })
 	if c == nil {
@@ -169,7 +203,10 @@ func (s *Service) Kubeconfig(_ context.Context, id string, _ time.Duration) ([]b
 }
 
 // ClusterNodes lists a cluster's nodes.
-func (s *Service) ClusterNodes(_ context.Context, id string) (*v1.NodeList, error) {
+func (s *Service) ClusterNodes(ctx context.Context, id string) (*v1.NodeList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	var out *v1.NodeList
 	s.store.Read(func(st *state.State) {
 		if _, ok := st.Cluster(id); !ok {
@@ -189,6 +226,11 @@ func (s *Service) ClusterNodes(_ context.Context, id string) (*v1.NodeList, erro
 // ClusterEvents returns a cluster's events after since; with wait, it blocks until there
 // is one, ctx ends, or EventWait passes (then the list is empty).
 func (s *Service) ClusterEvents(ctx context.Context, id string, since uint64, wait bool) (*v1.EventList, error) {
+	if !wait {
+		if err := s.linearize(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var timeout <-chan time.Time
 	for {
 		changed := s.store.Changed()
@@ -225,12 +267,12 @@ func (s *Service) ClusterEvents(ctx context.Context, id string, since uint64, wa
 
 // SetClusterStatus records an operation's end (the reconciler's write).
 func (s *Service) SetClusterStatus(ctx context.Context, id, status, reason string) error {
-	_, err := s.apply(ctx, command.TypeSetClusterStatus, &raftcmdv1.SetClusterStatus{Id: id, Status: status, Reason: reason, At: unixNano(s.now())})
+	_, err := s.apply(ctx, command.TypeSetClusterStatus, &raftcmdv1.SetClusterStatus{Id: id, Status: status, Reason: reason, At: unixNano(s.now())}, id)
 	return err
 }
 
 // SetNodeState records a node's progress (the reconciler's write).
 func (s *Service) SetNodeState(ctx context.Context, hostID, nodeState, step string) error {
-	_, err := s.apply(ctx, command.TypeSetNodeState, &raftcmdv1.SetNodeState{HostId: hostID, State: nodeState, Step: step, At: unixNano(s.now())})
+	_, err := s.apply(ctx, command.TypeSetNodeState, &raftcmdv1.SetNodeState{HostId: hostID, State: nodeState, Step: step, At: unixNano(s.now())}, hostID)
 	return err
 }

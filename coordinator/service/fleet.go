@@ -2,9 +2,6 @@ package service
 
 import (
 	"context"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/deployme/deployme/api/rest"
@@ -30,16 +27,17 @@ func (s *Service) CreateInfra(ctx context.Context, req *v1.CreateInfraRequest) (
 	if n := req.Network; n != nil {
 		p.Network = &raftcmdv1.Network{Cidr: n.CIDR, Gateway: n.Gateway, Dns: n.DNS, Mtu: int32(n.MTU)}
 	}
-	res, err := s.apply(ctx, command.TypeCreateInfra, &raftcmdv1.CreateInfra{Infra: p})
-	if err != nil {
+	if id, err = s.apply(ctx, command.TypeCreateInfra, &raftcmdv1.CreateInfra{Infra: p}, id); err != nil {
 		return nil, err
 	}
-	out := infraOut(res.(*state.Infra))
-	return &out, nil
+	return written(s.localInfra(id))
 }
 
 // ListInfras lists infras, the managed one included.
-func (s *Service) ListInfras(_ context.Context) (*v1.InfraList, error) {
+func (s *Service) ListInfras(ctx context.Context) (*v1.InfraList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	out := &v1.InfraList{Items: []v1.Infra{}}
 	s.store.Read(func(st *state.State) {
 		for _, i := range st.Infras() {
@@ -50,7 +48,14 @@ func (s *Service) ListInfras(_ context.Context) (*v1.InfraList, error) {
 }
 
 // GetInfra returns one infra.
-func (s *Service) GetInfra(_ context.Context, id string) (*v1.Infra, error) {
+func (s *Service) GetInfra(ctx context.Context, id string) (*v1.Infra, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return s.localInfra(id)
+}
+
+func (s *Service) localInfra(id string) (*v1.Infra, error) {
 	var out *v1.Infra
 	s.store.Read(func(st *state.State) {
 		if i, ok := st.Infra(id); ok {
@@ -66,7 +71,10 @@ func (s *Service) GetInfra(_ context.Context, id string) (*v1.Infra, error) {
 
 // DeleteInfra deletes an infra with no hosts or clusters left.
 func (s *Service) DeleteInfra(ctx context.Context, id string) error {
-	_, err := s.apply(ctx, command.TypeDeleteInfra, &raftcmdv1.DeleteInfra{Id: id})
+	if !s.exists(func(st *state.State) bool { _, ok := st.Infra(id); return ok }) {
+		return notFound("infra", id)
+	}
+	_, err := s.apply(ctx, command.TypeDeleteInfra, &raftcmdv1.DeleteInfra{Id: id}, "")
 	return err
 }
 
@@ -80,14 +88,27 @@ func (s *Service) CreateJoinToken(ctx context.Context, infraID string, ttl time.
 	if err != nil {
 		return nil, err
 	}
+	if !s.exists(func(st *state.State) bool { _, ok := st.Infra(infraID); return ok }) {
+		return nil, notFound("infra", infraID)
+	}
 	now := s.now()
-	res, err := s.apply(ctx, command.TypeCreateJoinToken, &raftcmdv1.CreateJoinToken{JoinToken: &raftcmdv1.JoinToken{
+	first, err := s.apply(ctx, command.TypeCreateJoinToken, &raftcmdv1.CreateJoinToken{JoinToken: &raftcmdv1.JoinToken{
 		Id: id, InfraId: infraID, Hash: HashSecret(secret), ExpiresAt: unixNano(now.Add(ttl)), MaxUses: int32(maxUses), CreatedAt: unixNano(now),
-	}})
+	}}, id)
 	if err != nil {
 		return nil, err
 	}
-	out := joinTokenOut(res.(*state.JoinToken))
+	var jt *state.JoinToken
+	s.store.Read(func(st *state.State) { jt, _ = st.JoinToken(first) })
+	if jt == nil {
+		return nil, v1.Errorf(v1.CodeConflict, "the join token was revoked right after its creation")
+	}
+	out := joinTokenOut(jt)
+	if first != id {
+		// An idempotent retry: the secret was shown once, in the first answer, and is
+		// not stored anywhere it could be shown from again.
+		return &out, nil
+	}
 	out.Secret = secret
 	out.Command = s.installCommand(secret)
 	return &out, nil
@@ -107,7 +128,10 @@ func (s *Service) installCommand(secret string) string {
 }
 
 // ListJoinTokens lists an infra's join tokens without their secrets.
-func (s *Service) ListJoinTokens(_ context.Context, infraID string) (*v1.JoinTokenList, error) {
+func (s *Service) ListJoinTokens(ctx context.Context, infraID string) (*v1.JoinTokenList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	var out *v1.JoinTokenList
 	s.store.Read(func(st *state.State) {
 		if _, ok := st.Infra(infraID); !ok {
@@ -134,12 +158,15 @@ func (s *Service) DeleteJoinToken(ctx context.Context, infraID, id string) error
 	if !ok {
 		return notFound("join token", id)
 	}
-	_, err := s.apply(ctx, command.TypeDeleteJoinToken, &raftcmdv1.DeleteJoinToken{Id: id})
+	_, err := s.apply(ctx, command.TypeDeleteJoinToken, &raftcmdv1.DeleteJoinToken{Id: id}, "")
 	return err
 }
 
 // ListHosts pages through hosts in registration order.
-func (s *Service) ListHosts(_ context.Context, q rest.HostQuery) (*v1.HostList, error) {
+func (s *Service) ListHosts(ctx context.Context, q rest.HostQuery) (*v1.HostList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	out := &v1.HostList{Items: []v1.Host{}, Page: q.Page, PerPage: q.PerPage}
 	skip := (q.Page - 1) * q.PerPage
 	s.store.Read(func(st *state.State) {
@@ -161,7 +188,14 @@ func (s *Service) ListHosts(_ context.Context, q rest.HostQuery) (*v1.HostList, 
 }
 
 // GetHost returns one host.
-func (s *Service) GetHost(_ context.Context, id string) (*v1.Host, error) {
+func (s *Service) GetHost(ctx context.Context, id string) (*v1.Host, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return s.localHost(id)
+}
+
+func (s *Service) localHost(id string) (*v1.Host, error) {
 	var out *v1.Host
 	s.store.Read(func(st *state.State) {
 		if h, ok := st.Host(id); ok {
@@ -177,7 +211,7 @@ func (s *Service) GetHost(_ context.Context, id string) (*v1.Host, error) {
 
 // DecommissionHost takes a host out of the fleet; a host in a cluster is refused.
 func (s *Service) DecommissionHost(ctx context.Context, id string) error {
-	_, err := s.apply(ctx, command.TypeDecommissionHost, &raftcmdv1.DecommissionHost{Id: id, At: unixNano(s.now())})
+	_, err := s.apply(ctx, command.TypeDecommissionHost, &raftcmdv1.DecommissionHost{Id: id, At: unixNano(s.now())}, id)
 	return err
 }
 
@@ -220,58 +254,35 @@ func (s *Service) RegisterHost(ctx context.Context, reg HostRegistration) (*v1.H
 	for _, n := range reg.NICs {
 		p.Nics = append(p.Nics, &raftcmdv1.NIC{Name: n.Name, Mac: n.MAC, SpeedMbps: int32(n.SpeedMbps), Addresses: n.Addresses, Up: n.Up})
 	}
-	res, err := s.apply(ctx, command.TypeRegisterHost, &raftcmdv1.RegisterHost{Host: p, At: unixNano(s.now())})
-	if err != nil {
+	if _, err := s.apply(ctx, command.TypeRegisterHost, &raftcmdv1.RegisterHost{Host: p, At: unixNano(s.now())}, id); err != nil {
 		return nil, err
 	}
-	out := hostOut(res.(*state.Host))
-	return &out, nil
+	return written(s.localHost(id))
 }
 
-// ListMembers lists the coordinator replicas from the Raft configuration.
-func (s *Service) ListMembers(_ context.Context) (*v1.MemberList, error) {
-	servers, err := s.raft.Servers()
-	if err != nil {
-		return nil, raftError(err)
-	}
-	_, leaderID := s.raft.Leader()
-	stats := s.raft.Stats()
-	out := &v1.MemberList{Items: []v1.Member{}, LeaderID: leaderID}
-	for _, sv := range servers {
-		m := v1.Member{ID: sv.ID, RaftAddress: sv.Address, Voter: sv.Voter, Leader: sv.ID == leaderID, Role: "follower"}
-		if !sv.Voter {
-			m.Role = "nonvoter"
-		}
-		if m.Leader {
-			m.Role = "leader"
-		}
-		if sv.ID == s.cfg.NodeID {
-			m.HTTPAddress, m.GRPCAddress = s.cfg.AdvertiseHTTP, s.cfg.AdvertiseGRPC
-			m.AppliedIndex = appliedIndex(stats)
-			if !m.Leader {
-				m.LastContact = stats["last_contact"]
-			}
-		}
-		out.Items = append(out.Items, m)
-	}
-	slices.SortFunc(out.Items, func(a, b v1.Member) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
-}
+// readyWait bounds how long a readiness probe waits for this replica to catch up.
+const readyWait = 2 * time.Second
 
-// Ready tells whether this replica can serve: bootstrapped state and a known leader.
-func (s *Service) Ready(_ context.Context) error {
+// Ready tells whether this replica can serve: bootstrapped, a leader reachable, and this
+// replica's state caught up with everything committed (so the tokens and objects created
+// before a restart are all there when it reports ready).
+func (s *Service) Ready(ctx context.Context) error {
 	boot := false
 	s.store.Read(func(st *state.State) { boot = st.Bootstrapped() })
 	if !boot {
-		return v1.Errorf(v1.CodeUnavailable, "not bootstrapped yet")
+		return v1.Errorf(v1.CodeUnavailable, "not bootstrapped yet (or still replaying the log)")
 	}
-	if addr, _ := s.raft.Leader(); addr == "" {
+	if addr, _ := s.cl.Leader(); addr == "" {
 		return v1.Errorf(v1.CodeUnavailable, "no coordinator leader is known")
 	}
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	idx, err := s.cl.ReadIndex(ctx)
+	if err != nil {
+		return v1.Errorf(v1.CodeUnavailable, "leader not reachable: %v", err)
+	}
+	if err := s.cl.WaitApplied(ctx, idx); err != nil {
+		return v1.Errorf(v1.CodeUnavailable, "still catching up with the log")
+	}
 	return nil
-}
-
-func appliedIndex(stats map[string]string) uint64 {
-	n, _ := strconv.ParseUint(stats["applied_index"], 10, 64)
-	return n
 }

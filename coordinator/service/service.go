@@ -20,16 +20,24 @@ import (
 	"github.com/deployme/deployme/api/rest"
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/raftnode"
 	"github.com/deployme/deployme/coordinator/state"
+	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
 )
 
-// Raft is what the service needs of the replicated log.
-type Raft interface {
-	Apply(ctx context.Context, entry []byte) (any, error)
-	Servers() ([]raftnode.Server, error)
+// Cluster is what the service needs of the replicated log, wherever the leader is.
+type Cluster interface {
+	// Apply applies an entry on the leader; on return this replica has applied it too.
+	Apply(ctx context.Context, entry []byte) (forward.Result, error)
+	// ReadIndex returns an index that, once applied here, makes a local read linearizable.
+	ReadIndex(ctx context.Context) (uint64, error)
+	WaitApplied(ctx context.Context, index uint64) error
 	Leader() (addr, id string)
-	Stats() map[string]string
+	Servers() ([]raftnode.Server, error)
+	PeerStatus(ctx context.Context, raftAddr string) (*clusterv1.StatusResponse, error)
+	ChangeMembership(ctx context.Context, req *clusterv1.ChangeMembershipRequest) error
 }
 
 // Store is the local, applied state.
@@ -119,7 +127,7 @@ func (c Config) Validate() error {
 // Service implements rest.Backend.
 type Service struct {
 	cfg   Config
-	raft  Raft
+	cl    Cluster
 	store Store
 	log   *slog.Logger
 	sizes map[string]state.Size
@@ -128,7 +136,7 @@ type Service struct {
 var _ rest.Backend = (*Service)(nil)
 
 // New returns a service.
-func New(cfg Config, r Raft, st Store) (*Service, error) {
+func New(cfg Config, cl Cluster, st Store) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +156,7 @@ func New(cfg Config, r Raft, st Store) (*Service, error) {
 	for _, s := range cfg.NodeSizes {
 		sizes[s.Name] = s.Size
 	}
-	return &Service{cfg: cfg, raft: r, store: st, log: cfg.Logger, sizes: sizes}, nil
+	return &Service{cfg: cfg, cl: cl, store: st, log: cfg.Logger, sizes: sizes}, nil
 }
 
 // Catalog is what requests are validated against.
@@ -162,30 +170,66 @@ func (s *Service) Catalog() rest.Catalog {
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
-// apply proposes a command and turns its outcome into an API error where it failed.
-func (s *Service) apply(ctx context.Context, t command.Type, msg proto.Message) (any, error) {
+// apply proposes a command (wrapped with the request's Idempotency-Key, if any) and
+// returns the ID of the object to answer with: id, or on an idempotent retry the object the
+// first request created. On return the entry is applied on this replica.
+func (s *Service) apply(ctx context.Context, t command.Type, msg proto.Message, id string) (string, error) {
 	entry, err := command.Encode(t, msg)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	res, err := s.raft.Apply(ctx, entry)
+	o := rest.OptionsFrom(ctx)
+	if o.IdempotencyKey != "" {
+		entry, err = command.Encode(command.TypeIdempotent, &raftcmdv1.Idempotent{
+			Key: o.IdempotencyKey, Fingerprint: o.Fingerprint, At: unixNano(s.now()), Inner: entry,
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	res, err := s.cl.Apply(ctx, entry)
 	if err != nil {
-		return nil, raftError(err)
+		return "", clusterError(err)
 	}
-	if e, ok := res.(*state.Error); ok {
-		return nil, stateError(e)
+	if res.Refusal != nil {
+		return "", stateError(res.Refusal)
 	}
-	return res, nil
+	if o.IdempotencyKey != "" {
+		s.store.Read(func(st *state.State) {
+			if rec, ok := st.Idempotency(o.IdempotencyKey); ok && rec.ObjectID != "" {
+				id = rec.ObjectID
+			}
+		})
+	}
+	return id, nil
 }
 
-// raftError maps the log's failures: none of them says the write failed for sure, except
-// "not leader", where nothing was proposed.
-func raftError(err error) error {
+// linearize makes the next local read see every write acknowledged before this call, on any
+// replica (read index from the leader, then wait to apply it), unless the request allowed a
+// stale read.
+func (s *Service) linearize(ctx context.Context) error {
+	if rest.OptionsFrom(ctx).Stale {
+		return nil
+	}
+	idx, err := s.cl.ReadIndex(ctx)
+	if err != nil {
+		return clusterError(err)
+	}
+	if err := s.cl.WaitApplied(ctx, idx); err != nil {
+		return clusterError(err)
+	}
+	return nil
+}
+
+// clusterError maps the log's failures. None says the write failed for sure except "no
+// leader", where nothing was proposed.
+func clusterError(err error) error {
 	switch {
-	case errors.Is(err, raftnode.ErrNotLeader):
-		return v1.Errorf(v1.CodeUnavailable, "no coordinator leader is available; retry shortly")
-	case errors.Is(err, raftnode.ErrUnknownOutcome), errors.Is(err, raftnode.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return v1.Errorf(v1.CodeUnavailable, "the write may or may not have been applied; retry with the same Idempotency-Key or check").With("outcome", "unknown")
+	case errors.Is(err, forward.ErrNoLeader), errors.Is(err, raftnode.ErrNotLeader), errors.Is(err, forward.ErrNotReady):
+		return v1.Errorf(v1.CodeUnavailable, "no coordinator leader is available (no quorum?); nothing was applied; retry shortly")
+	case errors.Is(err, forward.ErrUnknownOutcome), errors.Is(err, raftnode.ErrUnknownOutcome), errors.Is(err, raftnode.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return v1.Errorf(v1.CodeUnavailable, "the write may or may not have been applied; retry with the same Idempotency-Key, or check").With("outcome", "unknown")
 	case errors.Is(err, raftnode.ErrShutdown):
 		return v1.Errorf(v1.CodeUnavailable, "the coordinator is shutting down")
 	}

@@ -19,14 +19,25 @@ const TokenPrefix = "dpl_"
 
 // Authenticate resolves a bearer secret to its token. Expired and unknown secrets are both
 // 401; the message says which, as it helps the owner and tells an attacker nothing new.
-func (s *Service) Authenticate(_ context.Context, secret string) (*v1.Token, error) {
+func (s *Service) Authenticate(ctx context.Context, secret string) (*v1.Token, error) {
 	hash := HashSecret(secret)
 	var tok *state.Token
-	s.store.Read(func(st *state.State) {
-		if t, ok := st.TokenByHash(hash); ok {
-			tok = t
+	lookup := func() {
+		s.store.Read(func(st *state.State) {
+			if t, ok := st.TokenByHash(hash); ok {
+				tok = t
+			}
+		})
+	}
+	// Local first: authentication must not cost a round trip to the leader. A miss may be
+	// a token created a moment ago through another replica, so look again once caught up.
+	if lookup(); tok == nil && !rest.OptionsFrom(ctx).Stale {
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		if s.linearize(lctx) == nil {
+			lookup()
 		}
-	})
+		cancel()
+	}
 	if tok == nil || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 {
 		return nil, v1.Errorf(v1.CodeUnauthorized, "invalid or revoked token")
 	}
@@ -57,7 +68,7 @@ func (s *Service) Bootstrap(ctx context.Context, adminSecret string) error {
 			Scope:       "*", Plan: v1.PlanEnterprise, CreatedAt: unixNano(now),
 		},
 		ManagedInfra: &raftcmdv1.Infra{Id: v1.ManagedInfraID, Name: "managed", Kind: "managed", CreatedAt: unixNano(now)},
-	})
+	}, "")
 	if e, ok := err.(*v1.Error); ok && e.Code == v1.CodeConflict {
 		return nil // bootstrapped concurrently: same outcome
 	}
@@ -104,17 +115,27 @@ func (s *Service) CreateToken(ctx context.Context, req *v1.CreateTokenRequest) (
 		}
 		pt.ExpiresAt = unixNano(now.Add(d))
 	}
-	res, err := s.apply(ctx, command.TypeCreateToken, &raftcmdv1.CreateToken{Token: pt})
+	first, err := s.apply(ctx, command.TypeCreateToken, &raftcmdv1.CreateToken{Token: pt}, id)
 	if err != nil {
 		return nil, err
 	}
-	out := tokenOut(res.(*state.Token))
-	out.Secret = secret
-	return &out, nil
+	out, err := written(s.localToken(first))
+	if err != nil {
+		return nil, err
+	}
+	if first == id {
+		// An idempotent retry gets the token without its secret: the secret was shown once,
+		// in the first answer, and is stored nowhere it could be shown from again.
+		out.Secret = secret
+	}
+	return out, nil
 }
 
 // ListTokens lists tokens without their secrets.
-func (s *Service) ListTokens(_ context.Context) (*v1.TokenList, error) {
+func (s *Service) ListTokens(ctx context.Context) (*v1.TokenList, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
 	out := &v1.TokenList{Items: []v1.Token{}}
 	s.store.Read(func(st *state.State) {
 		for _, t := range st.Tokens() {
@@ -125,7 +146,14 @@ func (s *Service) ListTokens(_ context.Context) (*v1.TokenList, error) {
 }
 
 // GetToken returns one token without its secret.
-func (s *Service) GetToken(_ context.Context, id string) (*v1.Token, error) {
+func (s *Service) GetToken(ctx context.Context, id string) (*v1.Token, error) {
+	if err := s.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return s.localToken(id)
+}
+
+func (s *Service) localToken(id string) (*v1.Token, error) {
 	var out *v1.Token
 	s.store.Read(func(st *state.State) {
 		if t, ok := st.Token(id); ok {
@@ -141,6 +169,9 @@ func (s *Service) GetToken(_ context.Context, id string) (*v1.Token, error) {
 
 // DeleteToken revokes a token.
 func (s *Service) DeleteToken(ctx context.Context, id string) error {
-	_, err := s.apply(ctx, command.TypeDeleteToken, &raftcmdv1.DeleteToken{Id: id})
+	if !s.exists(func(st *state.State) bool { _, ok := st.Token(id); return ok }) {
+		return v1.Errorf(v1.CodeNotFound, "token %s not found", id)
+	}
+	_, err := s.apply(ctx, command.TypeDeleteToken, &raftcmdv1.DeleteToken{Id: id}, "")
 	return err
 }

@@ -15,13 +15,13 @@ const (
 // Error is why a command was refused. The FSM returns it as the command's result, so it is
 // produced identically on every replica.
 type Error struct {
-	Kind    Kind
-	Message string
+	Kind    Kind   `json:"kind"`
+	Message string `json:"message"`
 	// Field names the offending request field (KindInvalid).
-	Field string
+	Field string `json:"field,omitempty"`
 	// Details carries machine-readable context (counts for KindCapacity, the running
 	// operation for KindConflict).
-	Details map[string]any
+	Details map[string]any `json:"details,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }

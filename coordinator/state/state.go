@@ -40,6 +40,11 @@ type State struct {
 
 	events       map[string][]Event // by cluster ID, oldest first
 	nextEventSeq uint64
+
+	members map[string]*Member
+
+	idempotency      map[string]*IdempotencyRecord
+	idempotencyOrder []string // keys in the order recorded
 }
 
 // New returns an empty state.
@@ -59,6 +64,8 @@ func New() *State {
 		nodesByCluster:  map[string]map[string]struct{}{},
 		events:          map[string][]Event{},
 		nextEventSeq:    1,
+		members:         map[string]*Member{},
+		idempotency:     map[string]*IdempotencyRecord{},
 	}
 }
 

@@ -24,6 +24,9 @@ type Tables struct {
 	Nodes        []*Node      `json:"nodes"`
 	Events       []Event      `json:"events"`
 	NextEventSeq uint64       `json:"next_event_seq"`
+	Members      []*Member    `json:"members"`
+	// Idempotency is in the order recorded (expiry relies on it).
+	Idempotency []*IdempotencyRecord `json:"idempotency"`
 }
 
 // Tables returns every table sorted by key. Objects are shared (they are immutable), so
@@ -39,6 +42,12 @@ func (s *State) Tables() *Tables {
 		Clusters:     values(s.clusters),
 		Nodes:        values(s.nodes),
 		NextEventSeq: s.nextEventSeq,
+		Members:      s.Members(),
+	}
+	for _, k := range s.idempotencyOrder {
+		if r, ok := s.idempotency[k]; ok {
+			t.Idempotency = append(t.Idempotency, r)
+		}
 	}
 	ids := make([]string, 0, len(s.events))
 	for id := range s.events {
@@ -87,6 +96,12 @@ func FromTables(t *Tables) (*State, error) {
 		s.events[id] = h
 	}
 	s.nextEventSeq = max(t.NextEventSeq, 1)
+	for _, m := range t.Members {
+		s.PutMember(m)
+	}
+	for _, r := range t.Idempotency {
+		s.PutIdempotency(r)
+	}
 	return s, nil
 }
 

@@ -29,7 +29,9 @@ func ParseVersion(v string) (major, minor, patch int, err error) {
 	if n, _ := fmt.Sscanf(v, "v%d.%d.%d%s", &major, &minor, &patch, &rest); n < 3 || rest != "" {
 		return 0, 0, 0, fmt.Errorf("version %q is not of the form v1.2.3", v)
 	}
-	if fmt.Sprintf("v%d.%d.%d", major, minor, patch) != v {
+	// The round trip rejects leading zeros and signs; %d still reads "-1", so say no to
+	// negative numbers explicitly.
+	if fmt.Sprintf("v%d.%d.%d", major, minor, patch) != v || major < 0 || minor < 0 || patch < 0 {
 		return 0, 0, 0, fmt.Errorf("version %q is not of the form v1.2.3", v)
 	}
 	return major, minor, patch, nil

@@ -1265,8 +1265,11 @@ type PatchCluster struct {
 	// size is set when node_size changes.
 	Size *Size `protobuf:"bytes,3,opt,name=size,proto3" json:"size,omitempty"`
 	// worker_size is the current node size's minimum, used to place added workers.
-	WorkerSize    *Size `protobuf:"bytes,4,opt,name=worker_size,json=workerSize,proto3" json:"worker_size,omitempty"`
-	At            int64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
+	WorkerSize *Size `protobuf:"bytes,4,opt,name=worker_size,json=workerSize,proto3" json:"worker_size,omitempty"`
+	At         int64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
+	// sizes is the operator's whole size table: the state machine picks the cluster's current
+	// size from it, so a proposer's stale read of the cluster cannot place the wrong size.
+	Sizes         []*Size `protobuf:"bytes,6,rep,name=sizes,proto3" json:"sizes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1334,6 +1337,13 @@ func (x *PatchCluster) GetAt() int64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *PatchCluster) GetSizes() []*Size {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
 }
 
 type UpgradeCluster struct {
@@ -1586,6 +1596,192 @@ func (x *SetNodeState) GetAt() int64 {
 	return 0
 }
 
+// SetMember records a coordinator replica's addresses.
+type SetMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	HttpAddr      string                 `protobuf:"bytes,3,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	GrpcAddr      string                 `protobuf:"bytes,4,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMember) Reset() {
+	*x = SetMember{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMember) ProtoMessage() {}
+
+func (x *SetMember) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
+func (*SetMember) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetMember) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *SetMember) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
+func (x *SetMember) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+type RemoveMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMember) Reset() {
+	*x = RemoveMember{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMember) ProtoMessage() {}
+
+func (x *RemoveMember) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
+func (*RemoveMember) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RemoveMember) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Idempotent wraps a command sent with an Idempotency-Key: the first one is applied and its
+// outcome recorded; a later one with the same key gets that outcome and changes nothing.
+type Idempotent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is "<token id>/<client key>".
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// fingerprint identifies the request; a reused key with another request is refused.
+	Fingerprint string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	At          int64  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	// inner is a whole command entry (type byte, version byte, payload).
+	Inner         []byte `protobuf:"bytes,4,opt,name=inner,proto3" json:"inner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Idempotent) Reset() {
+	*x = Idempotent{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Idempotent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Idempotent) ProtoMessage() {}
+
+func (x *Idempotent) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Idempotent.ProtoReflect.Descriptor instead.
+func (*Idempotent) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Idempotent) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Idempotent) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *Idempotent) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *Idempotent) GetInner() []byte {
+	if x != nil {
+		return x.Inner
+	}
+	return nil
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -1692,14 +1888,15 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\rCreateCluster\x126\n" +
 	"\acluster\x18\x01 \x01(\v2\x1c.deployme.raftcmd.v1.ClusterR\acluster\x12-\n" +
 	"\x04size\x18\x02 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04size\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"\xc4\x01\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"\xf5\x01\n" +
 	"\fPatchCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\aworkers\x18\x02 \x01(\x05H\x00R\aworkers\x88\x01\x01\x12-\n" +
 	"\x04size\x18\x03 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04size\x12:\n" +
 	"\vworker_size\x18\x04 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\n" +
 	"workerSize\x12\x0e\n" +
-	"\x02at\x18\x05 \x01(\x03R\x02atB\n" +
+	"\x02at\x18\x05 \x01(\x03R\x02at\x12/\n" +
+	"\x05sizes\x18\x06 \x03(\v2\x19.deployme.raftcmd.v1.SizeR\x05sizesB\n" +
 	"\n" +
 	"\b_workers\"_\n" +
 	"\x0eUpgradeCluster\x12\x0e\n" +
@@ -1718,7 +1915,20 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\tR\x04step\x12\x0e\n" +
-	"\x02at\x18\x04 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\x04 \x01(\x03R\x02at\"r\n" +
+	"\tSetMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\x04 \x01(\tR\bgrpcAddr\"\x1e\n" +
+	"\fRemoveMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"f\n" +
+	"\n" +
+	"Idempotent\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x14\n" +
+	"\x05inner\x18\x04 \x01(\fR\x05innerB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -1732,7 +1942,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -1758,13 +1968,16 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*DeleteCluster)(nil),    // 21: deployme.raftcmd.v1.DeleteCluster
 	(*SetClusterStatus)(nil), // 22: deployme.raftcmd.v1.SetClusterStatus
 	(*SetNodeState)(nil),     // 23: deployme.raftcmd.v1.SetNodeState
-	nil,                      // 24: deployme.raftcmd.v1.Host.LabelsEntry
+	(*SetMember)(nil),        // 24: deployme.raftcmd.v1.SetMember
+	(*RemoveMember)(nil),     // 25: deployme.raftcmd.v1.RemoveMember
+	(*Idempotent)(nil),       // 26: deployme.raftcmd.v1.Idempotent
+	nil,                      // 27: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	1,  // 0: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	4,  // 1: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	5,  // 2: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	24, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	27, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 4: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	2,  // 5: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 6: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -1775,11 +1988,12 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	7,  // 11: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
 	7,  // 12: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
 	7,  // 13: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 14: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -1794,7 +2008,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
