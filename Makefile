@@ -46,6 +46,9 @@ generate-check: generate
 		git status --porcelain -- proto; git diff -- proto | head -50; \
 		echo "generated code drifted: run 'make generate' and commit"; exit 1; fi
 
+# REST API table (one replica) and replicated-writes table (1 vs 3 replicas, leader failover).
+# The replicated table compares with a 3-member etcd when the etcd binary is on PATH
+# (optional: `apt-get install -y etcd-server`); without it the etcd rows are skipped with a note.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
 

@@ -189,6 +189,36 @@ func TestSpecOperations(t *testing.T) {
 			if op.Access == "token" && has(403) {
 				t.Error("declares 403, but any valid token may call it")
 			}
+			// Every authenticated call reads ?stale= (GET) or Idempotency-Key (the others)
+			// before its handler, so can answer 400 for them, and can answer 503 when no
+			// leader is reachable.
+			if !public {
+				want[400], want[503] = true, true
+				refs := map[string]bool{}
+				node, _ := lookup(v.Doc(), op.Pointer+"/parameters")
+				list, _ := node.([]any)
+				for _, p := range list {
+					if ref, ok := p.(map[string]any)["$ref"].(string); ok {
+						refs[ref] = true
+					}
+				}
+				const stale, idem = "#/components/parameters/Stale", "#/components/parameters/IdempotencyKey"
+				isGet := op.Method == "GET"
+				if refs[stale] != isGet {
+					t.Errorf("declares the stale parameter: %v, want %v (GET only)", refs[stale], isGet)
+				}
+				if refs[idem] == isGet {
+					t.Errorf("declares the Idempotency-Key header: %v, want %v (POST, PATCH, DELETE)", refs[idem], !isGet)
+				}
+				if isGet {
+					resp := resolve(t, v.Doc(), op.Pointer+apitest.Pointer("responses", "200"))
+					headers, _ := resp["headers"].(map[string]any)
+					ref, _ := headers["X-Deployme-Read"].(map[string]any)["$ref"].(string)
+					if want := "#/components/headers/X-Deployme-Read"; ref != want {
+						t.Errorf("200 header X-Deployme-Read: $ref %q, want %q", ref, want)
+					}
+				}
+			}
 			if _, ok := obj["requestBody"]; ok {
 				want[400], want[413] = true, true
 			}
@@ -404,6 +434,7 @@ func TestSpecSchemasMatchGoTypes(t *testing.T) {
 		{schema: "CreateTokenRequest", goType: v1.CreateTokenRequest{}, request: true},
 		{schema: "CreateInfraRequest", goType: v1.CreateInfraRequest{}, request: true},
 		{schema: "CreateJoinTokenRequest", goType: v1.CreateJoinTokenRequest{}, request: true},
+		{schema: "AddMemberRequest", goType: v1.AddMemberRequest{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.schema, func(t *testing.T) {
@@ -427,7 +458,10 @@ func TestSpecSchemasMatchGoTypes(t *testing.T) {
 					continue
 				}
 				wantProps = append(wantProps, name)
-				omitempty := slices.Contains(strings.Split(opts, ","), "omitempty")
+				// omitzero leaves the field out like omitempty does (a zero time.Time
+				// included), so either makes it optional.
+				optList := strings.Split(opts, ",")
+				omitempty := slices.Contains(optList, "omitempty") || slices.Contains(optList, "omitzero")
 				if !omitempty || slices.Contains(tc.alsoRequired, name) {
 					wantRequired = append(wantRequired, name)
 				}
@@ -571,6 +605,7 @@ func TestSpecSchemaExamples(t *testing.T) {
 		"node_size":"large","node_count":8,"endpoint":"https://10.0.0.5:6443","kubernetes_version":"v1.37.2",
 		"infra_id":"infra_managed","created_at":"2026-03-01T10:00:00Z","updated_at":"2026-03-01T10:05:00Z"}`
 	token := `{"id":"tok_abc","name":"ci","permissions":["read"],"scope":"*","plan":"community","expires_at":null,"created_at":"2026-03-01T10:00:00Z"`
+	member := `{"id":"node-1","raft_address":"127.0.0.1:7000","role":"leader","voter":true,"leader":true,"reachable":true,"applied_index":12`
 	tests := []struct {
 		name, schema, instance string
 		valid                  bool
@@ -606,6 +641,17 @@ func TestSpecSchemaExamples(t *testing.T) {
 		{"token name with a newline", "CreateTokenRequest", `{"name":"a\nb","permissions":["read"]}`, false},
 		{"token that never expires", "CreateTokenRequest", `{"name":"a b","permissions":["read"],"expires":null}`, true},
 		{"empty patch", "PatchClusterRequest", `{}`, false},
+		{"unknown write outcome", "Error", `{"error":"unavailable","message":"lost the leader","details":{"outcome":"unknown"}}`, true},
+		{"failed write outcome", "Error", `{"error":"unavailable","message":"lost the leader","details":{"outcome":"failed"}}`, false},
+		{"leader member", "Member", member + "}", true},
+		{"follower member", "Member", strings.Replace(member, `"role":"leader","voter":true,"leader":true`, `"role":"follower","voter":true,"leader":false`, 1) + `,"last_contact":"2026-03-01T10:00:00.123Z"}`, true},
+		{"member contacted in local time", "Member", member + `,"last_contact":"2026-03-01T12:00:00+02:00"}`, false},
+		{"member without reachable", "Member", strings.Replace(member, `,"reachable":true`, "", 1) + "}", false},
+		{"member of an unknown role", "Member", strings.Replace(member, `"role":"leader"`, `"role":"candidate"`, 1) + "}", false},
+		{"add member", "AddMemberRequest", `{"id":"node-2","raft_address":"10.0.0.2:7000","http_address":"10.0.0.2:8080","grpc_address":"10.0.0.2:9090"}`, true},
+		{"add member without raft address", "AddMemberRequest", `{"id":"node-2"}`, false},
+		{"add member with a space in its id", "AddMemberRequest", `{"id":"node 2","raft_address":"10.0.0.2:7000"}`, false},
+		{"add member with an id of 129", "AddMemberRequest", `{"id":"` + strings.Repeat("n", 129) + `","raft_address":"10.0.0.2:7000"}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

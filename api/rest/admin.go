@@ -214,6 +214,9 @@ func (h *Handler) listMembers(w http.ResponseWriter, r *http.Request, _ *princip
 }
 
 func (h *Handler) addMember(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
 	var req v1.AddMemberRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err

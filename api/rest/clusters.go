@@ -124,6 +124,9 @@ func (h *Handler) getCluster(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (h *Handler) patchCluster(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	var req v1.PatchClusterRequest
 	if err := decodePatch(r, &req); err != nil {

@@ -46,6 +46,9 @@ func requestOptions(w http.ResponseWriter, r *http.Request, p *principal) (*http
 	var o RequestOptions
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err == nil && q.Has("stale") && r.Method == http.MethodGet {
+		if len(q["stale"]) > 1 {
+			return r, v1.InvalidField("stale", "stale is given %d times", len(q["stale"]))
+		}
 		switch q.Get("stale") {
 		case "1", "true":
 			o.Stale = true

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -243,7 +244,9 @@ func (f *Forwarder) WaitApplied(ctx context.Context, index uint64) error {
 }
 
 // ready returns a connection to addr that is connected, so that a failure to reach the
-// leader is known to have sent nothing.
+// leader is known to have sent nothing. It gives up as soon as Raft no longer names addr
+// as the leader: a dead leader's address never connects, and waiting on it until ctx ends
+// would miss the new leader elected meanwhile.
 func (f *Forwarder) ready(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 	cc, err := f.conn(addr)
 	if err != nil {
@@ -257,7 +260,15 @@ func (f *Forwarder) ready(ctx context.Context, addr string) (*grpc.ClientConn, e
 		if s == connectivity.Idle {
 			cc.Connect()
 		}
-		if !cc.WaitForStateChange(ctx, s) {
+		if cur, _ := f.raft.Leader(); cur != addr {
+			return nil, fmt.Errorf("connect to leader %s: leader changed", addr)
+		}
+		// Re-check the leader at least this often: gRPC's reconnect backoff can keep the
+		// state unchanged for seconds.
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		changed := cc.WaitForStateChange(wctx, s)
+		cancel()
+		if !changed && ctx.Err() != nil {
 			return nil, fmt.Errorf("connect to leader %s: %w", addr, ctx.Err())
 		}
 	}
@@ -273,6 +284,12 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 		// The peer mux has already done TLS when it is configured; gRPC runs inside.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return f.cfg.Dial(ctx, a) }),
+		// A restarted replica is back within seconds; gRPC's default reconnect backoff
+		// (up to 2 minutes) would keep its peers from reaching it long after.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
 	)
 	if err != nil {
 		return nil, err

@@ -61,13 +61,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// maxTrailingFactor bounds TrailingLogs relative to SnapshotThreshold (see Validate).
+const maxTrailingFactor = 10
+
 // DefaultConfig returns the tuning documented in DESIGN.md.
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatTimeout:   1000 * time.Millisecond,
 		ElectionTimeout:    1000 * time.Millisecond,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      5 * time.Millisecond,
+		CommitTimeout:      2 * time.Millisecond,
 		MaxAppendEntries:   256,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   30 * time.Second,
@@ -87,6 +90,13 @@ func (c Config) Validate() error {
 		return errors.New("raft: no listener")
 	case c.SnapshotThreshold == 0:
 		return errors.New("raft: snapshot threshold must be positive, or the log never shrinks")
+	case c.SnapshotInterval <= 0:
+		return errors.New("raft: snapshot interval must be positive, or no snapshot is ever taken and the log never shrinks")
+	case c.TrailingLogs > maxTrailingFactor*c.SnapshotThreshold:
+		// Compaction keeps TrailingLogs entries after each snapshot and skips entirely while
+		// the log is shorter than that: with a huge value the log in effect never shrinks.
+		return fmt.Errorf("raft: trailing logs (%d) above %d x the snapshot threshold (%d) would keep the log from ever shrinking; lower --raft-trailing-logs or raise --raft-snapshot-threshold",
+			c.TrailingLogs, maxTrailingFactor, c.SnapshotThreshold)
 	case c.RetainSnapshots < 1:
 		return errors.New("raft: at least one snapshot must be retained")
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:

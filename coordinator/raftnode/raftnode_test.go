@@ -35,6 +35,9 @@ func TestValidate(t *testing.T) {
 		{"no dir", func(c *raftnode.Config) { c.Dir = "" }, "data directory"},
 		{"no listener", func(c *raftnode.Config) { c.Listener = nil }, "listener"},
 		{"snapshots off", func(c *raftnode.Config) { c.SnapshotThreshold = 0 }, "threshold"},
+		{"never checked", func(c *raftnode.Config) { c.SnapshotInterval = 0 }, "interval"},
+		{"log never shrinks", func(c *raftnode.Config) { c.TrailingLogs = 11 * c.SnapshotThreshold }, "ever shrinking"},
+		{"trailing at the bound", func(c *raftnode.Config) { c.TrailingLogs = 10 * c.SnapshotThreshold }, ""},
 		{"no snapshot kept", func(c *raftnode.Config) { c.RetainSnapshots = 0 }, "retained"},
 		{"lease beyond heartbeat", func(c *raftnode.Config) { c.LeaderLeaseTimeout = 2 * c.HeartbeatTimeout }, "lease"},
 	}

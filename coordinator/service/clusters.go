@@ -33,7 +33,12 @@ func (s *Service) sizeTable() []*raftcmdv1.Size {
 }
 
 // exists runs a local existence check, so an unknown ID is answered without a log entry.
-func (s *Service) exists(fn func(*state.State) bool) bool {
+// With an Idempotency-Key the check is left to the state machine: a retry of a delete that
+// succeeded must get the recorded first answer, not a 404.
+func (s *Service) exists(ctx context.Context, fn func(*state.State) bool) bool {
+	if rest.OptionsFrom(ctx).IdempotencyKey != "" {
+		return true
+	}
 	ok := false
 	s.store.Read(func(st *state.State) { ok = fn(st) })
 	return ok
@@ -180,7 +185,7 @@ func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.C
 
 // DeleteCluster starts deleting a cluster; deleting one already being deleted is a no-op.
 func (s *Service) DeleteCluster(ctx context.Context, id string) error {
-	if !s.exists(func(st *state.State) bool { _, ok := st.Cluster(id); return ok }) {
+	if !s.exists(ctx, func(st *state.State) bool { _, ok := st.Cluster(id); return ok }) {
 		return notFound("cluster", id)
 	}
 	_, err := s.apply(ctx, command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: id, At: unixNano(s.now())}, "")

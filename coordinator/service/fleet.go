@@ -71,7 +71,7 @@ func (s *Service) localInfra(id string) (*v1.Infra, error) {
 
 // DeleteInfra deletes an infra with no hosts or clusters left.
 func (s *Service) DeleteInfra(ctx context.Context, id string) error {
-	if !s.exists(func(st *state.State) bool { _, ok := st.Infra(id); return ok }) {
+	if !s.exists(ctx, func(st *state.State) bool { _, ok := st.Infra(id); return ok }) {
 		return notFound("infra", id)
 	}
 	_, err := s.apply(ctx, command.TypeDeleteInfra, &raftcmdv1.DeleteInfra{Id: id}, "")
@@ -88,7 +88,7 @@ func (s *Service) CreateJoinToken(ctx context.Context, infraID string, ttl time.
 	if err != nil {
 		return nil, err
 	}
-	if !s.exists(func(st *state.State) bool { _, ok := st.Infra(infraID); return ok }) {
+	if !s.exists(ctx, func(st *state.State) bool { _, ok := st.Infra(infraID); return ok }) {
 		return nil, notFound("infra", infraID)
 	}
 	now := s.now()

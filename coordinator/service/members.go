@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/raftnode"
 	"github.com/deployme/deployme/coordinator/state"
 	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
@@ -76,8 +77,8 @@ func (s *Service) AddMember(ctx context.Context, req *v1.AddMemberRequest) (*v1.
 		if a == "" && field != "raft_address" {
 			continue
 		}
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" || port == "0" {
-			return nil, v1.InvalidField(field, "%s must be host:port", field)
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
+			return nil, v1.InvalidField(field, "%s must be host:port with a host and a fixed port", field)
 		}
 	}
 	servers, err := s.cl.Servers()
@@ -93,16 +94,25 @@ func (s *Service) AddMember(ctx context.Context, req *v1.AddMemberRequest) (*v1.
 	if _, err := s.apply(ctx, command.TypeSetMember, &raftcmdv1.SetMember{Id: req.ID, RaftAddr: req.RaftAddress, HttpAddr: req.HTTPAddress, GrpcAddr: req.GRPCAddress}, req.ID); err != nil {
 		return nil, err
 	}
-	already := false
-	for _, sv := range servers {
-		already = already || (sv.ID == req.ID && sv.Address == req.RaftAddress)
+	var already *raftnode.Server
+	for i, sv := range servers {
+		if sv.ID == req.ID {
+			if sv.Address != req.RaftAddress {
+				return nil, v1.Errorf(v1.CodeConflict, "member %s already exists at %s; remove it first to move it", req.ID, sv.Address).With("field", "id")
+			}
+			already = &servers[i]
+		}
 	}
-	if !already {
+	if already == nil {
 		if err := s.cl.ChangeMembership(ctx, &clusterv1.ChangeMembershipRequest{Op: clusterv1.ChangeMembershipRequest_ADD_NONVOTER, Id: req.ID, RaftAddress: req.RaftAddress}); err != nil {
 			return nil, clusterError(err)
 		}
 	}
-	return &v1.Member{ID: req.ID, RaftAddress: req.RaftAddress, HTTPAddress: req.HTTPAddress, GRPCAddress: req.GRPCAddress, Role: "nonvoter"}, nil
+	m := &v1.Member{ID: req.ID, RaftAddress: req.RaftAddress, HTTPAddress: req.HTTPAddress, GRPCAddress: req.GRPCAddress, Role: "nonvoter"}
+	if already != nil && already.Voter {
+		m.Role, m.Voter = "follower", true
+	}
+	return m, nil
 }
 
 // RemoveMember removes a replica from the Raft configuration and forgets its addresses.
@@ -123,7 +133,7 @@ func (s *Service) RemoveMember(ctx context.Context, id string) error {
 		return v1.Errorf(v1.CodeNotFound, "member %s not found", id)
 	}
 	if voters == 0 {
-		return v1.Errorf(v1.CodeConflict, "member %s is the last voter; removing it would leave no quorum", id)
+		return v1.Errorf(v1.CodeConflict, "member %s is the last voter; removing it would leave no quorum", id).With("field", "id")
 	}
 	if err := s.cl.ChangeMembership(ctx, &clusterv1.ChangeMembershipRequest{Op: clusterv1.ChangeMembershipRequest_REMOVE, Id: id}); err != nil {
 		return clusterError(err)

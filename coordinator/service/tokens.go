@@ -169,7 +169,7 @@ func (s *Service) localToken(id string) (*v1.Token, error) {
 
 // DeleteToken revokes a token.
 func (s *Service) DeleteToken(ctx context.Context, id string) error {
-	if !s.exists(func(st *state.State) bool { _, ok := st.Token(id); return ok }) {
+	if !s.exists(ctx, func(st *state.State) bool { _, ok := st.Token(id); return ok }) {
 		return v1.Errorf(v1.CodeNotFound, "token %s not found", id)
 	}
 	_, err := s.apply(ctx, command.TypeDeleteToken, &raftcmdv1.DeleteToken{Id: id}, "")

@@ -208,10 +208,15 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	"GET /v1/hosts/{id}":                            {401, 401, 401, 200, 200, 200, 403, 403, 403},
 	"DELETE /v1/hosts/{id}":                         {401, 401, 401, 403, 403, 204, 403, 403, 403},
 	"GET /v1/coordinator/members":                   {401, 401, 401, 403, 403, 200, 403, 403, 403},
+	// Membership changes are not made for real here: the admin's answers are the
+	// deterministic refusals of a well-authorized request (no raft_address; an unknown id).
+	"POST /v1/coordinator/members":        {401, 401, 401, 403, 403, 400, 403, 403, 403},
+	"DELETE /v1/coordinator/members/{id}": {401, 401, 401, 403, 403, 404, 403, 403, 403},
 }
 
 // authzErrorCodes is the error code each refusal status of the matrix must carry.
 var authzErrorCodes = map[int]string{
+	http.StatusBadRequest:   v1.CodeInvalidRequest,
 	http.StatusUnauthorized: v1.CodeUnauthorized,
 	http.StatusForbidden:    v1.CodeForbidden,
 	http.StatusNotFound:     v1.CodeNotFound,
@@ -333,6 +338,10 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		return "/v1/hosts/" + e.hostID, nil
 	case "DELETE /v1/hosts/{id}":
 		return "/v1/hosts/" + e.c.AddHosts(1, clustertest.HostSpec{})[0].ID, nil
+	case "POST /v1/coordinator/members":
+		return "/v1/coordinator/members", map[string]any{"id": e.name("member")}
+	case "DELETE /v1/coordinator/members/{id}":
+		return "/v1/coordinator/members/" + e.name("member"), nil
 	}
 	t.Fatalf("no request for route %q: add one, and a row to authzMatrix", route)
 	return "", nil

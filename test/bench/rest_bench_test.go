@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if len(results) > 0 {
 		printTable()
 	}
+	if len(replRows) > 0 || len(failover) > 0 || len(replNotes) > 0 {
+		printReplicationTable()
+	}
 	os.Exit(code)
 }
 
