@@ -58,9 +58,11 @@ type Result struct {
 	Index uint64
 	// Refusal is set when the state machine refused the command.
 	Refusal *state.Error
-	// Value is the state machine's result, when the entry was applied locally (nil when
-	// forwarded: read the object from the local state instead).
+	// Value is the object the state machine stored (from the leader when forwarded), or
+	// nil when there is none (deletes, idempotent replays): read local state then.
 	Value any
+	// Local tells whether this replica has applied the entry already.
+	Local bool
 }
 
 // Config configures a Forwarder.
@@ -98,15 +100,19 @@ func New(cfg Config, r Raft, st Store) *Forwarder {
 	return &Forwarder{raft: r, store: st, cfg: cfg, conns: map[string]*grpc.ClientConn{}}
 }
 
-// Apply applies entry on the leader and waits until this replica has applied it too.
+// Apply applies entry on the leader. When the leader sent back the stored object, it
+// returns at once (this replica's next linearizable read waits for the entry anyway);
+// otherwise it first waits until this replica has applied the entry, so the caller can read
+// the result from local state.
 func (f *Forwarder) Apply(ctx context.Context, entry []byte) (Result, error) {
 	res, err := f.applyAnywhere(ctx, entry)
-	if err != nil {
-		return Result{}, err
+	if err != nil || res.Local || res.Value != nil || res.Refusal != nil {
+		return res, err
 	}
-	// The entry is committed; waiting for the local copy makes the write visible to reads on
-	// this replica. If ctx ends first, the write still happened: report it as done.
-	_ = f.WaitApplied(ctx, res.Index)
+	// The entry is committed. If ctx ends first, the write still happened: report it done.
+	if f.WaitApplied(ctx, res.Index) == nil {
+		res.Local = true
+	}
 	return res, nil
 }
 
@@ -118,7 +124,7 @@ func (f *Forwarder) applyAnywhere(ctx context.Context, entry []byte) (Result, er
 			idx, val, err := f.raft.ApplyIndexed(ctx, entry)
 			switch {
 			case err == nil:
-				res := Result{Index: idx, Value: val}
+				res := Result{Index: idx, Value: val, Local: true}
 				if r, ok := val.(*state.Error); ok {
 					res.Refusal, res.Value = r, nil
 				}
@@ -167,7 +173,7 @@ func (f *Forwarder) remoteApply(findCtx, ctx context.Context, addr string, entry
 		}
 		return Result{}, true, ErrUnknownOutcome
 	}
-	res := Result{Index: resp.GetIndex()}
+	res := Result{Index: resp.GetIndex(), Value: decodeValue(resp.GetValueType(), resp.GetValueJson())}
 	if r := resp.GetRefusal(); r != nil {
 		res.Refusal = &state.Error{Kind: state.Kind(r.GetKind()), Message: r.GetMessage(), Field: r.GetField()}
 		if len(r.GetDetailsJson()) > 0 {

@@ -55,6 +55,7 @@ func (s *Server) Apply(ctx context.Context, req *clusterv1.ApplyRequest) (*clust
 		return nil, status.Error(codes.Aborted, err.Error())
 	}
 	resp := &clusterv1.ApplyResponse{Index: idx}
+	resp.ValueType, resp.ValueJson = encodeValue(val)
 	if r, ok := val.(*state.Error); ok {
 		resp.Refusal = &clusterv1.Refusal{Kind: int32(r.Kind), Message: r.Message, Field: r.Field}
 		if len(r.Details) > 0 {

@@ -108,7 +108,7 @@ func (s *Service) CreateCluster(ctx context.Context, req *v1.CreateClusterReques
 	if err != nil {
 		return nil, err
 	}
-	id, err = s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
+	a, err := s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
 		Cluster: &raftcmdv1.Cluster{
 			Id: id, Name: *req.Name, Phase: phase, ControlPlanes: int32(*req.ControlPlanes),
 			Workers: int32(*req.Workers), KubernetesVersion: version, InfraId: infraID,
@@ -119,7 +119,18 @@ func (s *Service) CreateCluster(ctx context.Context, req *v1.CreateClusterReques
 	if err != nil {
 		return nil, err
 	}
-	return written(s.localCluster(id))
+	return s.clusterAnswer(a)
+}
+
+// clusterAnswer builds the answer to a cluster write from the stored object when the leader
+// sent it, else from local state (already applied).
+func (s *Service) clusterAnswer(a applied) (*v1.Cluster, error) {
+	if c, ok := a.Value.(*state.Cluster); ok && c.ID == a.ID {
+		var out v1.Cluster
+		s.store.Read(func(st *state.State) { out = clusterOut(st, c) })
+		return &out, nil
+	}
+	return written(s.localCluster(a.ID))
 }
 
 // written passes on the answer of a read that follows an applied write. The write is
@@ -169,18 +180,20 @@ func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClus
 	if req.NodeSize != nil {
 		cmd.Size = s.sizeMsg(*req.NodeSize)
 	}
-	if _, err := s.apply(ctx, command.TypePatchCluster, cmd, id); err != nil {
+	a, err := s.apply(ctx, command.TypePatchCluster, cmd, id)
+	if err != nil {
 		return nil, err
 	}
-	return written(s.localCluster(id))
+	return s.clusterAnswer(a)
 }
 
 // UpgradeCluster starts an upgrade to an offered version.
 func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.Cluster, error) {
-	if _, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}, id); err != nil {
+	a, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}, id)
+	if err != nil {
 		return nil, err
 	}
-	return written(s.localCluster(id))
+	return s.clusterAnswer(a)
 }
 
 // DeleteCluster starts deleting a cluster; deleting one already being deleted is a no-op.

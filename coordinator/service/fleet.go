@@ -27,10 +27,15 @@ func (s *Service) CreateInfra(ctx context.Context, req *v1.CreateInfraRequest) (
 	if n := req.Network; n != nil {
 		p.Network = &raftcmdv1.Network{Cidr: n.CIDR, Gateway: n.Gateway, Dns: n.DNS, Mtu: int32(n.MTU)}
 	}
-	if id, err = s.apply(ctx, command.TypeCreateInfra, &raftcmdv1.CreateInfra{Infra: p}, id); err != nil {
+	a, err := s.apply(ctx, command.TypeCreateInfra, &raftcmdv1.CreateInfra{Infra: p}, id)
+	if err != nil {
 		return nil, err
 	}
-	return written(s.localInfra(id))
+	if i, ok := a.Value.(*state.Infra); ok && i.ID == a.ID {
+		out := infraOut(i)
+		return &out, nil
+	}
+	return written(s.localInfra(a.ID))
 }
 
 // ListInfras lists infras, the managed one included.
@@ -92,14 +97,17 @@ func (s *Service) CreateJoinToken(ctx context.Context, infraID string, ttl time.
 		return nil, notFound("infra", infraID)
 	}
 	now := s.now()
-	first, err := s.apply(ctx, command.TypeCreateJoinToken, &raftcmdv1.CreateJoinToken{JoinToken: &raftcmdv1.JoinToken{
+	a, err := s.apply(ctx, command.TypeCreateJoinToken, &raftcmdv1.CreateJoinToken{JoinToken: &raftcmdv1.JoinToken{
 		Id: id, InfraId: infraID, Hash: HashSecret(secret), ExpiresAt: unixNano(now.Add(ttl)), MaxUses: int32(maxUses), CreatedAt: unixNano(now),
 	}}, id)
 	if err != nil {
 		return nil, err
 	}
-	var jt *state.JoinToken
-	s.store.Read(func(st *state.State) { jt, _ = st.JoinToken(first) })
+	first := a.ID
+	jt, _ := a.Value.(*state.JoinToken)
+	if jt == nil || jt.ID != first {
+		s.store.Read(func(st *state.State) { jt, _ = st.JoinToken(first) })
+	}
 	if jt == nil {
 		return nil, v1.Errorf(v1.CodeConflict, "the join token was revoked right after its creation")
 	}
@@ -254,10 +262,15 @@ func (s *Service) RegisterHost(ctx context.Context, reg HostRegistration) (*v1.H
 	for _, n := range reg.NICs {
 		p.Nics = append(p.Nics, &raftcmdv1.NIC{Name: n.Name, Mac: n.MAC, SpeedMbps: int32(n.SpeedMbps), Addresses: n.Addresses, Up: n.Up})
 	}
-	if _, err := s.apply(ctx, command.TypeRegisterHost, &raftcmdv1.RegisterHost{Host: p, At: unixNano(s.now())}, id); err != nil {
+	a, err := s.apply(ctx, command.TypeRegisterHost, &raftcmdv1.RegisterHost{Host: p, At: unixNano(s.now())}, id)
+	if err != nil {
 		return nil, err
 	}
-	return written(s.localHost(id))
+	if h, ok := a.Value.(*state.Host); ok && h.ID == a.ID {
+		out := hostOut(h)
+		return &out, nil
+	}
+	return written(s.localHost(a.ID))
 }
 
 // readyWait bounds how long a readiness probe waits for this replica to catch up.

@@ -170,13 +170,21 @@ func (s *Service) Catalog() rest.Catalog {
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
-// apply proposes a command (wrapped with the request's Idempotency-Key, if any) and
-// returns the ID of the object to answer with: id, or on an idempotent retry the object the
-// first request created. On return the entry is applied on this replica.
-func (s *Service) apply(ctx context.Context, t command.Type, msg proto.Message, id string) (string, error) {
+// applied is the outcome of a write: the ID of the object to answer with (the proposed one,
+// or on an idempotent retry the one the first request created) and, when the leader sent
+// it, the stored object itself.
+type applied struct {
+	ID    string
+	Value any
+}
+
+// apply proposes a command (wrapped with the request's Idempotency-Key, if any). On return
+// the entry is committed; it is applied on this replica too unless the stored object came
+// back in the result (then this replica's next linearizable read waits for it).
+func (s *Service) apply(ctx context.Context, t command.Type, msg proto.Message, id string) (applied, error) {
 	entry, err := command.Encode(t, msg)
 	if err != nil {
-		return "", err
+		return applied{}, err
 	}
 	o := rest.OptionsFrom(ctx)
 	if o.IdempotencyKey != "" {
@@ -184,24 +192,25 @@ func (s *Service) apply(ctx context.Context, t command.Type, msg proto.Message, 
 			Key: o.IdempotencyKey, Fingerprint: o.Fingerprint, At: unixNano(s.now()), Inner: entry,
 		})
 		if err != nil {
-			return "", err
+			return applied{}, err
 		}
 	}
 	res, err := s.cl.Apply(ctx, entry)
 	if err != nil {
-		return "", clusterError(err)
+		return applied{}, clusterError(err)
 	}
 	if res.Refusal != nil {
-		return "", stateError(res.Refusal)
+		return applied{}, stateError(res.Refusal)
 	}
-	if o.IdempotencyKey != "" {
+	if o.IdempotencyKey != "" && res.Value == nil {
+		// A retry: the state machine answered with the first request's record.
 		s.store.Read(func(st *state.State) {
 			if rec, ok := st.Idempotency(o.IdempotencyKey); ok && rec.ObjectID != "" {
 				id = rec.ObjectID
 			}
 		})
 	}
-	return id, nil
+	return applied{ID: id, Value: res.Value}, nil
 }
 
 // linearize makes the next local read see every write acknowledged before this call, on any

@@ -115,12 +115,16 @@ func (s *Service) CreateToken(ctx context.Context, req *v1.CreateTokenRequest) (
 		}
 		pt.ExpiresAt = unixNano(now.Add(d))
 	}
-	first, err := s.apply(ctx, command.TypeCreateToken, &raftcmdv1.CreateToken{Token: pt}, id)
+	a, err := s.apply(ctx, command.TypeCreateToken, &raftcmdv1.CreateToken{Token: pt}, id)
 	if err != nil {
 		return nil, err
 	}
-	out, err := written(s.localToken(first))
-	if err != nil {
+	first := a.ID
+	var out *v1.Token
+	if t, ok := a.Value.(*state.Token); ok && t.ID == first {
+		o := tokenOut(t)
+		out = &o
+	} else if out, err = written(s.localToken(first)); err != nil {
 		return nil, err
 	}
 	if first == id {

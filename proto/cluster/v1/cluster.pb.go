@@ -196,8 +196,13 @@ func (x *Refusal) GetDetailsJson() []byte {
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the log index the entry was applied at.
-	Index         uint64   `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Refusal       *Refusal `protobuf:"bytes,2,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	Index   uint64   `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Refusal *Refusal `protobuf:"bytes,2,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	// value_type and value_json carry the object the state machine stored (e.g. "cluster"
+	// and its JSON), so the forwarding replica can answer without waiting to apply the
+	// entry itself; its next linearizable read waits for it anyway.
+	ValueType     string `protobuf:"bytes,3,opt,name=value_type,json=valueType,proto3" json:"value_type,omitempty"`
+	ValueJson     []byte `protobuf:"bytes,4,opt,name=value_json,json=valueJson,proto3" json:"value_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +247,20 @@ func (x *ApplyResponse) GetIndex() uint64 {
 func (x *ApplyResponse) GetRefusal() *Refusal {
 	if x != nil {
 		return x.Refusal
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetValueType() string {
+	if x != nil {
+		return x.ValueType
+	}
+	return ""
+}
+
+func (x *ApplyResponse) GetValueJson() []byte {
+	if x != nil {
+		return x.ValueJson
 	}
 	return nil
 }
@@ -547,10 +566,14 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x05R\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
 	"\x05field\x18\x03 \x01(\tR\x05field\x12!\n" +
-	"\fdetails_json\x18\x04 \x01(\fR\vdetailsJson\"]\n" +
+	"\fdetails_json\x18\x04 \x01(\fR\vdetailsJson\"\x9b\x01\n" +
 	"\rApplyResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x126\n" +
-	"\arefusal\x18\x02 \x01(\v2\x1c.deployme.cluster.v1.RefusalR\arefusal\"\x12\n" +
+	"\arefusal\x18\x02 \x01(\v2\x1c.deployme.cluster.v1.RefusalR\arefusal\x12\x1d\n" +
+	"\n" +
+	"value_type\x18\x03 \x01(\tR\tvalueType\x12\x1d\n" +
+	"\n" +
+	"value_json\x18\x04 \x01(\fR\tvalueJson\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\xd4\x01\n" +
