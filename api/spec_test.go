@@ -671,28 +671,7 @@ func TestSpecSchemaExamples(t *testing.T) {
 	}
 }
 
-func lookup(doc map[string]any, ptr string) (any, bool) {
-	var node any = doc
-	for _, tok := range strings.Split(ptr, "/")[1:] {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-		switch n := node.(type) {
-		case map[string]any:
-			var ok bool
-			if node, ok = n[tok]; !ok {
-				return nil, false
-			}
-		case []any:
-			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(n) {
-				return nil, false
-			}
-			node = n[i]
-		default:
-			return nil, false
-		}
-	}
-	return node, true
-}
+func lookup(doc map[string]any, ptr string) (any, bool) { return apitest.Lookup(doc, ptr) }
 
 // resolve follows $refs to an object of the document.
 func resolve(t *testing.T, doc map[string]any, ptr string) map[string]any {

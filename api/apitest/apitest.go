@@ -183,8 +183,11 @@ func (v *Validator) Schema(pointer string) (*jsonschema.Schema, error) {
 }
 
 // lookup returns the node at a JSON pointer.
-func (v *Validator) lookup(pointer string) (any, bool) {
-	var node any = v.doc
+func (v *Validator) lookup(pointer string) (any, bool) { return Lookup(v.doc, pointer) }
+
+// Lookup returns the node of a decoded JSON document at a JSON pointer (RFC 6901).
+func Lookup(doc any, pointer string) (any, bool) {
+	node := doc
 	if pointer == "" {
 		return node, true
 	}

@@ -61,23 +61,8 @@ func (f *FSM) applyIdempotent(m *raftcmdv1.Idempotent) any {
 }
 
 func objectID(res any) string {
-	switch x := res.(type) {
-	case *state.Cluster:
-		return x.ID
-	case *state.Token:
-		return x.ID
-	case *state.Infra:
-		return x.ID
-	case *state.JoinToken:
-		return x.ID
-	case *state.Host:
-		return x.ID
-	case *state.Node:
-		return x.HostID
-	case *state.Member:
-		return x.ID
-	}
-	return ""
+	_, id := state.Describe(res)
+	return id
 }
 
 // normalized returns a copy of a refusal whose details went through JSON, as they do in a

@@ -182,3 +182,46 @@ type Size struct {
 
 // Fits tells whether a host has at least the size.
 func (s Size) Fits(h *Host) bool { return h.CPUs >= s.CPUs && h.MemoryBytes >= s.MemoryBytes }
+
+// Describe names a stored object's kind and key ("", "" for anything else): how results
+// are recorded for idempotent retries and carried back to a forwarding replica.
+func Describe(v any) (kind, id string) {
+	switch x := v.(type) {
+	case *Cluster:
+		return "cluster", x.ID
+	case *Token:
+		return "token", x.ID
+	case *Infra:
+		return "infra", x.ID
+	case *JoinToken:
+		return "join_token", x.ID
+	case *Host:
+		return "host", x.ID
+	case *Node:
+		return "node", x.HostID
+	case *Member:
+		return "member", x.ID
+	}
+	return "", ""
+}
+
+// NewObject returns an empty object of a kind named by Describe, nil for an unknown kind.
+func NewObject(kind string) any {
+	switch kind {
+	case "cluster":
+		return &Cluster{}
+	case "token":
+		return &Token{}
+	case "infra":
+		return &Infra{}
+	case "join_token":
+		return &JoinToken{}
+	case "host":
+		return &Host{}
+	case "node":
+		return &Node{}
+	case "member":
+		return &Member{}
+	}
+	return nil
+}
