@@ -42,6 +42,8 @@ const (
 	TypeSetMember        Type = 16
 	TypeRemoveMember     Type = 17
 	TypeIdempotent       Type = 18
+	TypeSetAgentCA       Type = 19
+	TypeRegisterAgent    Type = 20
 )
 
 // Version is the payload encoding version written by this code.
@@ -66,6 +68,8 @@ var names = map[Type]string{
 	TypeSetMember:        "set_member",
 	TypeRemoveMember:     "remove_member",
 	TypeIdempotent:       "idempotent",
+	TypeSetAgentCA:       "set_agent_ca",
+	TypeRegisterAgent:    "register_agent",
 }
 
 func (t Type) String() string {
@@ -117,6 +121,10 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.RemoveMember{}, nil
 	case TypeIdempotent:
 		return &raftcmdv1.Idempotent{}, nil
+	case TypeSetAgentCA:
+		return &raftcmdv1.SetAgentCA{}, nil
+	case TypeRegisterAgent:
+		return &raftcmdv1.RegisterAgent{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

@@ -133,6 +133,10 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applyRemoveMember(m)
 	case *raftcmdv1.Idempotent:
 		return f.applyIdempotent(m)
+	case *raftcmdv1.SetAgentCA:
+		return f.applySetAgentCA(m)
+	case *raftcmdv1.RegisterAgent:
+		return f.applyRegisterAgent(m)
 	}
 	// command.New and this switch list the same types; reaching here is a programming error
 	// caught by the codec test that applies every type.

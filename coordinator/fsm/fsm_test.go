@@ -240,6 +240,11 @@ func fill(r *replay) {
 	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_gone", "gone", "managed", fsm.ManagedInfraID, 1, 1, "small"))
 	r.ok(command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: "cls_gone", At: r.at()})
 
+	r.ok(command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: []byte("ca-cert"), KeyDer: []byte("ca-key"), At: r.at()})
+	// An agent registers with the dc1 join token (10 uses): the host appears and the use counts.
+	r.ok(command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(),
+		Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc", Hostname: "agent1", Cpus: 4, MemoryBytes: 8 << 30}})
+
 	r.ok(command.TypeSetMember, &raftcmdv1.SetMember{Id: "n1", RaftAddr: "10.0.0.1:7000", HttpAddr: "10.0.0.1:8080", GrpcAddr: "10.0.0.1:9090"})
 	r.ok(command.TypeSetMember, &raftcmdv1.SetMember{Id: "n2", RaftAddr: "10.0.0.2:7000"})
 	r.ok(command.TypeRemoveMember, &raftcmdv1.RemoveMember{Id: "n2"})
@@ -342,7 +347,7 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "delete managed infra", typ: command.TypeDeleteInfra, kind: state.KindConflict,
 			msg: func(*replay) proto.Message { return &raftcmdv1.DeleteInfra{Id: fsm.ManagedInfraID} }},
 		{name: "delete infra in use", typ: command.TypeDeleteInfra, kind: state.KindConflict,
-			details: map[string]any{"hosts": 5, "clusters": 1},
+			details: map[string]any{"hosts": 6, "clusters": 1},
 			msg:     func(*replay) proto.Message { return &raftcmdv1.DeleteInfra{Id: "infra_dc"} }},
 		{name: "join token for missing infra", typ: command.TypeCreateJoinToken, kind: state.KindNotFound,
 			msg: func(*replay) proto.Message { return joinTokenCmd("jt_x", "infra_nope", "hash-x") }},
@@ -422,6 +427,26 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "state of a host in no cluster", typ: command.TypeSetNodeState, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.SetNodeState{HostId: "host_d3", State: "joined", At: r.at()}
+			}},
+		{name: "second agent CA", typ: command.TypeSetAgentCA, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetAgentCA{CertDer: []byte("other"), KeyDer: []byte("other"), At: r.at()}
+			}},
+		{name: "agent with a revoked join token", typ: command.TypeRegisterAgent, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RegisterAgent{JoinTokenId: "jt_gone", At: r.at(), Host: &raftcmdv1.Host{Id: "host_x", InfraId: "infra_dc"}}
+			}},
+		{name: "agent claiming another infra", typ: command.TypeRegisterAgent, kind: state.KindInvalid, field: "infra_id",
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(), Host: &raftcmdv1.Host{Id: "host_x", InfraId: fsm.ManagedInfraID}}
+			}},
+		{name: "agent with an expired join token", typ: command.TypeRegisterAgent, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: t0.Add(48 * time.Hour).UnixNano(), Host: &raftcmdv1.Host{Id: "host_x", InfraId: "infra_dc"}}
+			}},
+		{name: "agent reusing a host id", typ: command.TypeRegisterAgent, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(), Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc"}}
 			}},
 		{name: "member without a raft address", typ: command.TypeSetMember, kind: state.KindInvalid, field: "id",
 			msg: func(*replay) proto.Message { return &raftcmdv1.SetMember{Id: "n3"} }},

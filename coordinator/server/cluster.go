@@ -150,3 +150,21 @@ func (s *Server) join(ctx context.Context) error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// ensureAgentCALoop creates the agent CA once per cluster (any leader may find it missing:
+// a cluster bootstrapped before agents existed, or a crash right after bootstrap).
+func (s *Server) ensureAgentCALoop(ctx context.Context) error {
+	for {
+		err := s.svc.EnsureAgentCA(ctx)
+		if err == nil {
+			<-ctx.Done()
+			return nil
+		}
+		s.logger.Warn("cannot create the agent CA; retrying", logkey.Err, err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -235,6 +235,7 @@ func New(cfg Config) (s *Server, err error) {
 	lead.loops = append([]LeaderLoop{
 		{Name: "register-self", Run: srv.registerSelfLoop},
 		{Name: "promote-nonvoters", Run: srv.promoteLoop},
+		{Name: "ensure-agent-ca", Run: srv.ensureAgentCALoop},
 	}, cfg.LeaderLoops...)
 
 	reg := prometheus.NewRegistry()

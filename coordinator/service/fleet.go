@@ -249,19 +249,8 @@ func (s *Service) RegisterHost(ctx context.Context, reg HostRegistration) (*v1.H
 			return nil, err
 		}
 	}
-	p := &raftcmdv1.Host{
-		Id: id, InfraId: reg.InfraID, Hostname: reg.Hostname, State: state.HostDiscovered,
-		Cpus: int32(reg.CPUs), MemoryBytes: reg.MemoryBytes, Labels: reg.Labels, AgentVersion: reg.AgentVersion,
-	}
-	if reg.Accept {
-		p.State = state.HostAvailable
-	}
-	for _, d := range reg.Disks {
-		p.Disks = append(p.Disks, &raftcmdv1.Disk{Name: d.Name, SizeBytes: d.SizeBytes, Rotational: d.Rotational, Serial: d.Serial})
-	}
-	for _, n := range reg.NICs {
-		p.Nics = append(p.Nics, &raftcmdv1.NIC{Name: n.Name, Mac: n.MAC, SpeedMbps: int32(n.SpeedMbps), Addresses: n.Addresses, Up: n.Up})
-	}
+	reg.ID = id
+	p := hostMsg(reg)
 	a, err := s.apply(ctx, command.TypeRegisterHost, &raftcmdv1.RegisterHost{Host: p, At: unixNano(s.now())}, id)
 	if err != nil {
 		return nil, err
@@ -298,4 +287,22 @@ func (s *Service) Ready(ctx context.Context) error {
 		return v1.Errorf(v1.CodeUnavailable, "still catching up with the log")
 	}
 	return nil
+}
+
+// hostMsg is a registration as the Raft command's host message.
+func hostMsg(reg HostRegistration) *raftcmdv1.Host {
+	p := &raftcmdv1.Host{
+		Id: reg.ID, InfraId: reg.InfraID, Hostname: reg.Hostname, State: state.HostDiscovered,
+		Cpus: int32(reg.CPUs), MemoryBytes: reg.MemoryBytes, Labels: reg.Labels, AgentVersion: reg.AgentVersion,
+	}
+	if reg.Accept {
+		p.State = state.HostAvailable
+	}
+	for _, d := range reg.Disks {
+		p.Disks = append(p.Disks, &raftcmdv1.Disk{Name: d.Name, SizeBytes: d.SizeBytes, Rotational: d.Rotational, Serial: d.Serial})
+	}
+	for _, n := range reg.NICs {
+		p.Nics = append(p.Nics, &raftcmdv1.NIC{Name: n.Name, Mac: n.MAC, SpeedMbps: int32(n.SpeedMbps), Addresses: n.Addresses, Up: n.Up})
+	}
+	return p
 }

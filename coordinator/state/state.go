@@ -43,6 +43,8 @@ type State struct {
 
 	members map[string]*Member
 
+	agentCA *AgentCA
+
 	idempotency      map[string]*IdempotencyRecord
 	idempotencyOrder []string // keys in the order recorded
 }

@@ -27,6 +27,7 @@ type Tables struct {
 	Members      []*Member    `json:"members"`
 	// Idempotency is in the order recorded (expiry relies on it).
 	Idempotency []*IdempotencyRecord `json:"idempotency"`
+	AgentCA     *AgentCA             `json:"agent_ca,omitempty"`
 }
 
 // Tables returns every table sorted by key. Objects are shared (they are immutable), so
@@ -43,6 +44,7 @@ func (s *State) Tables() *Tables {
 		Nodes:        values(s.nodes),
 		NextEventSeq: s.nextEventSeq,
 		Members:      s.Members(),
+		AgentCA:      s.agentCA,
 	}
 	for _, k := range s.idempotencyOrder {
 		if r, ok := s.idempotency[k]; ok {
@@ -102,6 +104,7 @@ func FromTables(t *Tables) (*State, error) {
 	for _, r := range t.Idempotency {
 		s.PutIdempotency(r)
 	}
+	s.agentCA = t.AgentCA
 	return s, nil
 }
 

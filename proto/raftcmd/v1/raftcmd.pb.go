@@ -1782,6 +1782,130 @@ func (x *Idempotent) GetInner() []byte {
 	return nil
 }
 
+// SetAgentCA stores the agent CA, once.
+type SetAgentCA struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CertDer       []byte                 `protobuf:"bytes,1,opt,name=cert_der,json=certDer,proto3" json:"cert_der,omitempty"`
+	KeyDer        []byte                 `protobuf:"bytes,2,opt,name=key_der,json=keyDer,proto3" json:"key_der,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAgentCA) Reset() {
+	*x = SetAgentCA{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAgentCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAgentCA) ProtoMessage() {}
+
+func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAgentCA.ProtoReflect.Descriptor instead.
+func (*SetAgentCA) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetAgentCA) GetCertDer() []byte {
+	if x != nil {
+		return x.CertDer
+	}
+	return nil
+}
+
+func (x *SetAgentCA) GetKeyDer() []byte {
+	if x != nil {
+		return x.KeyDer
+	}
+	return nil
+}
+
+func (x *SetAgentCA) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// RegisterAgent creates a host for an agent that presented a join token: the token's
+// expiry, infra and use count are checked and the use counted in the same command, so a
+// single-use token registers exactly one host however many agents race for it.
+type RegisterAgent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          *Host                  `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	JoinTokenId   string                 `protobuf:"bytes,2,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterAgent) Reset() {
+	*x = RegisterAgent{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterAgent) ProtoMessage() {}
+
+func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterAgent.ProtoReflect.Descriptor instead.
+func (*RegisterAgent) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RegisterAgent) GetHost() *Host {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *RegisterAgent) GetJoinTokenId() string {
+	if x != nil {
+		return x.JoinTokenId
+	}
+	return ""
+}
+
+func (x *RegisterAgent) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -1928,7 +2052,16 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x14\n" +
-	"\x05inner\x18\x04 \x01(\fR\x05innerB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x05inner\x18\x04 \x01(\fR\x05inner\"P\n" +
+	"\n" +
+	"SetAgentCA\x12\x19\n" +
+	"\bcert_der\x18\x01 \x01(\fR\acertDer\x12\x17\n" +
+	"\akey_der\x18\x02 \x01(\fR\x06keyDer\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"r\n" +
+	"\rRegisterAgent\x12-\n" +
+	"\x04host\x18\x01 \x01(\v2\x19.deployme.raftcmd.v1.HostR\x04host\x12\"\n" +
+	"\rjoin_token_id\x18\x02 \x01(\tR\vjoinTokenId\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -1942,7 +2075,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -1971,13 +2104,15 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*SetMember)(nil),        // 24: deployme.raftcmd.v1.SetMember
 	(*RemoveMember)(nil),     // 25: deployme.raftcmd.v1.RemoveMember
 	(*Idempotent)(nil),       // 26: deployme.raftcmd.v1.Idempotent
-	nil,                      // 27: deployme.raftcmd.v1.Host.LabelsEntry
+	(*SetAgentCA)(nil),       // 27: deployme.raftcmd.v1.SetAgentCA
+	(*RegisterAgent)(nil),    // 28: deployme.raftcmd.v1.RegisterAgent
+	nil,                      // 29: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	1,  // 0: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	4,  // 1: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	5,  // 2: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	27, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	29, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 4: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	2,  // 5: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 6: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -1989,11 +2124,12 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	7,  // 12: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
 	7,  // 13: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
 	7,  // 14: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 15: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -2008,7 +2144,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

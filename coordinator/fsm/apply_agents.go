@@ -1,0 +1,58 @@
+package fsm
+
+import (
+	"github.com/deployme/deployme/coordinator/state"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
+)
+
+func (f *FSM) applySetAgentCA(m *raftcmdv1.SetAgentCA) any {
+	if f.st.AgentCA() != nil {
+		// Two leaders in a row may both try to create it; the first one wins for good,
+		// or certificates already issued would stop verifying.
+		return state.Conflict("the agent CA already exists")
+	}
+	if len(m.GetCertDer()) == 0 || len(m.GetKeyDer()) == 0 {
+		return state.Invalid("", "the agent CA needs a certificate and a key")
+	}
+	f.st.SetAgentCA(&state.AgentCA{CertDER: m.GetCertDer(), KeyDER: m.GetKeyDer(), CreatedAt: unixTime(m.GetAt())})
+	return nil
+}
+
+// applyRegisterAgent creates the host of an agent that presented a join token, counting the
+// token's use. Hosts of bare-metal infras start discovered (an operator or an auto-accept
+// rule makes them available); elsewhere the token itself is the operator's acceptance.
+func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
+	at := unixTime(m.GetAt())
+	jt, ok := f.st.JoinToken(m.GetJoinTokenId())
+	if !ok {
+		return state.NotFound("join token %s not found (revoked?)", m.GetJoinTokenId())
+	}
+	p := m.GetHost()
+	if p.GetInfraId() != jt.InfraID {
+		return state.Invalid("infra_id", "join token %s registers hosts of infra %s only", jt.ID, jt.InfraID)
+	}
+	if !at.Before(jt.ExpiresAt) {
+		return state.Conflict("join token %s expired", jt.ID)
+	}
+	if jt.MaxUses > 0 && jt.Uses >= jt.MaxUses {
+		return state.Conflict("join token %s has been used %d time(s), its limit", jt.ID, jt.Uses)
+	}
+	infra, ok := f.st.Infra(jt.InfraID)
+	if !ok {
+		return state.NotFound("infra %s not found", jt.InfraID)
+	}
+	if _, exists := f.st.Host(p.GetId()); exists {
+		return state.Conflict("host %s already exists", p.GetId())
+	}
+	st := state.HostAvailable
+	if infra.Kind == "baremetal" {
+		st = state.HostDiscovered
+	}
+	h := &state.Host{ID: p.GetId(), InfraID: jt.InfraID, State: st, CreatedAt: at, LastSeen: at}
+	inventoryInto(h, p)
+	f.st.PutHost(h)
+	used := *jt
+	used.Uses++
+	f.st.PutJoinToken(&used)
+	return h
+}

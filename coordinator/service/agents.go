@@ -1,0 +1,115 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/pki"
+	"github.com/deployme/deployme/coordinator/state"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
+)
+
+// EnsureAgentCA creates the agent CA if the cluster has none yet (a leader loop calls it;
+// a concurrent creation by another leader is harmless: the first one stays).
+func (s *Service) EnsureAgentCA(ctx context.Context) error {
+	if s.agentCA() != nil {
+		return nil
+	}
+	now := s.now()
+	certDER, keyDER, err := pki.NewCA("deployme agent CA", now, s.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(ctx, command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: certDER, KeyDer: keyDER, At: unixNano(now)}, "")
+	if e, ok := err.(*v1.Error); ok && e.Code == v1.CodeConflict {
+		return nil
+	}
+	return err
+}
+
+func (s *Service) agentCA() *pki.CA {
+	var rec *state.AgentCA
+	s.store.Read(func(st *state.State) { rec = st.AgentCA() })
+	if rec == nil {
+		return nil
+	}
+	ca, err := pki.ParseCA(rec.CertDER, rec.KeyDER)
+	if err != nil {
+		s.log.Error("stored agent CA is unusable", "err", err)
+		return nil
+	}
+	return ca
+}
+
+// AgentCAFingerprint is the SHA-256 of the agent CA certificate ("" before it exists): the
+// value an agent pins on its first contact.
+func (s *Service) AgentCAFingerprint() string {
+	var rec *state.AgentCA
+	s.store.Read(func(st *state.State) { rec = st.AgentCA() })
+	if rec == nil {
+		return ""
+	}
+	return pki.Fingerprint(rec.CertDER)
+}
+
+// AgentServerCertificate issues this replica's certificate for the agent endpoint.
+func (s *Service) AgentServerCertificate(names []string) (tls.Certificate, error) {
+	ca := s.agentCA()
+	if ca == nil {
+		return tls.Certificate{}, v1.Errorf(v1.CodeUnavailable, "the agent CA does not exist yet")
+	}
+	return ca.IssueServer(names, s.now(), s.cfg.Rand)
+}
+
+// AgentRegistration is the outcome of a successful registration.
+type AgentRegistration struct {
+	HostID         string
+	InfraID        string
+	CertificateDER []byte
+	CADER          []byte
+}
+
+// RegisterAgent turns a join token and a certificate request into a host and its client
+// certificate. Refusals (unknown, expired, used-up or revoked token) change nothing.
+func (s *Service) RegisterAgent(ctx context.Context, joinSecret string, reg HostRegistration, csrDER []byte) (*AgentRegistration, error) {
+	hash := HashSecret(joinSecret)
+	var jt *state.JoinToken
+	lookup := func() {
+		s.store.Read(func(st *state.State) { jt, _ = st.JoinTokenByHash(hash) })
+	}
+	if lookup(); jt == nil {
+		// Perhaps minted a moment ago through another replica.
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		if s.linearize(lctx) == nil {
+			lookup()
+		}
+		cancel()
+	}
+	if jt == nil {
+		return nil, v1.Errorf(v1.CodeUnauthorized, "unknown or revoked join token")
+	}
+	if !s.now().Before(jt.ExpiresAt) {
+		return nil, v1.Errorf(v1.CodeUnauthorized, "join token %s expired at %s", jt.ID, jt.ExpiresAt.Format(time.RFC3339))
+	}
+	ca := s.agentCA()
+	if ca == nil {
+		return nil, v1.Errorf(v1.CodeUnavailable, "the agent CA does not exist yet; retry shortly")
+	}
+	id, err := s.newID("host_")
+	if err != nil {
+		return nil, err
+	}
+	certDER, err := ca.SignClient(csrDER, id, s.now(), s.cfg.Rand)
+	if err != nil {
+		return nil, v1.InvalidField("csr", "%v", err)
+	}
+	reg.ID, reg.InfraID = id, jt.InfraID
+	p := hostMsg(reg)
+	if _, err := s.apply(ctx, command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{Host: p, JoinTokenId: jt.ID, At: unixNano(s.now())}, id); err != nil {
+		return nil, err
+	}
+	return &AgentRegistration{HostID: id, InfraID: jt.InfraID, CertificateDER: certDER, CADER: ca.Cert.Raw}, nil
+}
