@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"time"
 
 	v1 "github.com/deployme/deployme/api/v1"
@@ -112,4 +113,56 @@ func (s *Service) RegisterAgent(ctx context.Context, joinSecret string, reg Host
 		return nil, err
 	}
 	return &AgentRegistration{HostID: id, InfraID: jt.InfraID, CertificateDER: certDER, CADER: ca.Cert.Raw}, nil
+}
+
+// AgentCAPool is the pool agent client certificates must chain to (nil before the CA exists).
+func (s *Service) AgentCAPool() *x509.CertPool {
+	ca := s.agentCA()
+	if ca == nil {
+		return nil
+	}
+	return ca.Pool()
+}
+
+// AgentHost returns a host as this replica knows it, for checking an agent's identity on
+// every stream (a decommissioned host's certificate is refused).
+func (s *Service) AgentHost(hostID string) (*v1.Host, bool) {
+	h, err := s.localHost(hostID)
+	if err != nil {
+		return nil, false
+	}
+	return h, true
+}
+
+// RenewAgent signs a new certificate request for a registered, not decommissioned host.
+func (s *Service) RenewAgent(_ context.Context, hostID string, csrDER []byte) ([]byte, error) {
+	h, ok := s.AgentHost(hostID)
+	if !ok || h.State == v1.HostDecommissioned {
+		return nil, v1.Errorf(v1.CodeUnauthorized, "host %s is not registered or was decommissioned", hostID)
+	}
+	ca := s.agentCA()
+	if ca == nil {
+		return nil, v1.Errorf(v1.CodeUnavailable, "the agent CA does not exist yet")
+	}
+	der, err := ca.SignClient(csrDER, hostID, s.now(), s.cfg.Rand)
+	if err != nil {
+		return nil, v1.InvalidField("csr", "%v", err)
+	}
+	return der, nil
+}
+
+// AgentCoordinators lists every replica's agent (gRPC) address, so agents can fail over.
+func (s *Service) AgentCoordinators() []string {
+	var out []string
+	s.store.Read(func(st *state.State) {
+		for _, m := range st.Members() {
+			if m.GRPCAddr != "" {
+				out = append(out, m.GRPCAddr)
+			}
+		}
+	})
+	if len(out) == 0 && s.cfg.AdvertiseGRPC != "" {
+		out = []string{s.cfg.AdvertiseGRPC}
+	}
+	return out
 }
