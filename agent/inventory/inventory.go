@@ -64,7 +64,10 @@ type NIC struct {
 
 // Link is what Collect needs to know about a network link.
 type Link struct {
-	Name     string
+	Name string
+	// Type is the kernel's link kind: "device" for a physical NIC, "bond", "vlan",
+	// "bridge", "veth", "vxlan", ...
+	Type     string
 	MAC      string
 	Loopback bool
 	// Up means the link carries traffic (operationally up), not merely administratively up.
@@ -184,7 +187,7 @@ func collectNICs(ctx context.Context, o Options) ([]NIC, error) {
 	}
 	nics := []NIC{}
 	for _, l := range links {
-		if l.Loopback || l.Name == "lo" {
+		if l.Loopback || l.Name == "lo" || churning(l) {
 			continue
 		}
 		nics = append(nics, NIC{
@@ -221,4 +224,21 @@ func sortAddresses(addrs []string) []string {
 // has to send it again. Nil and empty collections are the same thing here.
 func Changed(a, b *Inventory) bool {
 	return !gocmp.Equal(a, b, cmpopts.EquateEmpty())
+}
+
+// churning tells whether a link is one Kubernetes networking creates and removes as pods
+// come and go (pod veths, overlay tunnels, CNI and container bridges, IPVS dummies). Listing
+// them would make the inventory "change" on every pod start; they say nothing about the host.
+func churning(l Link) bool {
+	switch l.Type {
+	case "veth", "vxlan", "geneve", "ipip", "ifb", "dummy", "wireguard":
+		return true
+	case "bridge":
+		for _, p := range []string{"cni", "docker", "kube", "flannel", "cali", "cilium", "weave"} {
+			if strings.HasPrefix(l.Name, p) {
+				return true
+			}
+		}
+	}
+	return false
 }

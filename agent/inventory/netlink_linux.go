@@ -30,6 +30,7 @@ func (Netlink) Links(ctx context.Context) ([]Link, error) {
 		}
 		link := Link{
 			Name:     a.Name,
+			Type:     l.Type(),
 			Loopback: a.Flags&net.FlagLoopback != 0,
 			Up:       operUp(a),
 		}
