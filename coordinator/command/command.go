@@ -44,6 +44,7 @@ const (
 	TypeIdempotent       Type = 18
 	TypeSetAgentCA       Type = 19
 	TypeRegisterAgent    Type = 20
+	TypeSetHostLiveness  Type = 21
 )
 
 // Version is the payload encoding version written by this code.
@@ -70,6 +71,7 @@ var names = map[Type]string{
 	TypeIdempotent:       "idempotent",
 	TypeSetAgentCA:       "set_agent_ca",
 	TypeRegisterAgent:    "register_agent",
+	TypeSetHostLiveness:  "set_host_liveness",
 }
 
 func (t Type) String() string {
@@ -125,6 +127,8 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.SetAgentCA{}, nil
 	case TypeRegisterAgent:
 		return &raftcmdv1.RegisterAgent{}, nil
+	case TypeSetHostLiveness:
+		return &raftcmdv1.SetHostLiveness{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

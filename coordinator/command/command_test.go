@@ -65,6 +65,7 @@ var samples = map[command.Type]proto.Message{
 	command.TypeSetAgentCA:       &raftcmdv1.SetAgentCA{CertDer: []byte{1, 2}, KeyDer: []byte{3}, At: 14},
 	command.TypeRegisterAgent: &raftcmdv1.RegisterAgent{JoinTokenId: "jt_1", At: 15,
 		Host: &raftcmdv1.Host{Id: "host_1", InfraId: "infra_1", Hostname: "h1", Cpus: 2, MemoryBytes: 1 << 30}},
+	command.TypeSetHostLiveness: &raftcmdv1.SetHostLiveness{HostId: "host_1", Online: true, LastSeen: 16, At: 17},
 	command.TypeIdempotent: &raftcmdv1.Idempotent{Key: "tok_a/k1", Fingerprint: "POST /v1/tokens sha256:ab", At: 13,
 		// A whole inner entry: type byte, version byte, payload (DeleteToken{Id: "tok_b"}).
 		Inner: []byte{byte(command.TypeDeleteToken), command.Version, 0x0a, 0x05, 't', 'o', 'k', '_', 'b'}},
@@ -115,7 +116,7 @@ func TestTypesAreStable(t *testing.T) {
 		"bootstrap": 1, "create_token": 2, "delete_token": 3, "create_infra": 4, "delete_infra": 5,
 		"create_join_token": 6, "delete_join_token": 7, "register_host": 8, "decommission_host": 9,
 		"create_cluster": 10, "patch_cluster": 11, "upgrade_cluster": 12, "delete_cluster": 13,
-		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20,
+		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20, "set_host_liveness": 21,
 	}
 	got := map[string]uint8{}
 	for _, typ := range knownTypes() {

@@ -56,3 +56,29 @@ func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
 	f.st.PutJoinToken(&used)
 	return h
 }
+
+// applySetHostLiveness moves a host offline or back. Decommissioned hosts stay as they are;
+// a repeated transition changes nothing (two leaders in a row may both decide it).
+func (f *FSM) applySetHostLiveness(m *raftcmdv1.SetHostLiveness) any {
+	old, ok := f.st.Host(m.GetHostId())
+	if !ok {
+		return state.NotFound("host %s not found", m.GetHostId())
+	}
+	h := *old
+	if seen := unixTime(m.GetLastSeen()); seen.After(h.LastSeen) {
+		h.LastSeen = seen
+	}
+	switch {
+	case old.State == state.HostDecommissioned:
+		return old
+	case m.GetOnline() && old.State == state.HostOffline:
+		h.State, h.OfflineFrom = old.OfflineFrom, ""
+		if h.State == "" {
+			h.State = state.HostAvailable
+		}
+	case !m.GetOnline() && old.State != state.HostOffline:
+		h.State, h.OfflineFrom = state.HostOffline, old.State
+	}
+	f.st.PutHost(&h)
+	return &h
+}

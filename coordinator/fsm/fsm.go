@@ -137,6 +137,8 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applySetAgentCA(m)
 	case *raftcmdv1.RegisterAgent:
 		return f.applyRegisterAgent(m)
+	case *raftcmdv1.SetHostLiveness:
+		return f.applySetHostLiveness(m)
 	}
 	// command.New and this switch list the same types; reaching here is a programming error
 	// caught by the codec test that applies every type.

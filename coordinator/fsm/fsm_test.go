@@ -245,6 +245,10 @@ func fill(r *replay) {
 	r.ok(command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(),
 		Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc", Hostname: "agent1", Cpus: 4, MemoryBytes: 8 << 30}})
 
+	// Its lease expires, then it comes back: offline and back to available.
+	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: "host_agent1", Online: false, At: r.at()})
+	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: "host_agent1", Online: true, LastSeen: r.at(), At: r.at()})
+
 	r.ok(command.TypeSetMember, &raftcmdv1.SetMember{Id: "n1", RaftAddr: "10.0.0.1:7000", HttpAddr: "10.0.0.1:8080", GrpcAddr: "10.0.0.1:9090"})
 	r.ok(command.TypeSetMember, &raftcmdv1.SetMember{Id: "n2", RaftAddr: "10.0.0.2:7000"})
 	r.ok(command.TypeRemoveMember, &raftcmdv1.RemoveMember{Id: "n2"})
@@ -427,6 +431,10 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "state of a host in no cluster", typ: command.TypeSetNodeState, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.SetNodeState{HostId: "host_d3", State: "joined", At: r.at()}
+			}},
+		{name: "liveness of a missing host", typ: command.TypeSetHostLiveness, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetHostLiveness{HostId: "host_nope", At: r.at()}
 			}},
 		{name: "second agent CA", typ: command.TypeSetAgentCA, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {

@@ -90,6 +90,8 @@ type Host struct {
 	AgentVersion string            `json:"agent_version,omitempty"`
 	LastSeen     time.Time         `json:"last_seen"`
 	CreatedAt    time.Time         `json:"created_at"`
+	// OfflineFrom is the state an offline host returns to when its agent is back.
+	OfflineFrom string `json:"offline_from,omitempty"`
 }
 
 // Address is the host's first usable IP address, or "" when it reported none.

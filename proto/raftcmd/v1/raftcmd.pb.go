@@ -1906,6 +1906,77 @@ func (x *RegisterAgent) GetAt() int64 {
 	return 0
 }
 
+// SetHostLiveness records a liveness transition decided by the leader: an agent whose lease
+// expired goes offline, a returning one comes back to the state it had.
+type SetHostLiveness struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Online bool                   `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
+	// last_seen is when any replica last heard from the agent.
+	LastSeen      int64 `protobuf:"varint,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	At            int64 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHostLiveness) Reset() {
+	*x = SetHostLiveness{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostLiveness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostLiveness) ProtoMessage() {}
+
+func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostLiveness.ProtoReflect.Descriptor instead.
+func (*SetHostLiveness) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetHostLiveness) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *SetHostLiveness) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *SetHostLiveness) GetLastSeen() int64 {
+	if x != nil {
+		return x.LastSeen
+	}
+	return 0
+}
+
+func (x *SetHostLiveness) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -2061,7 +2132,12 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\rRegisterAgent\x12-\n" +
 	"\x04host\x18\x01 \x01(\v2\x19.deployme.raftcmd.v1.HostR\x04host\x12\"\n" +
 	"\rjoin_token_id\x18\x02 \x01(\tR\vjoinTokenId\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\x03 \x01(\x03R\x02at\"o\n" +
+	"\x0fSetHostLiveness\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x16\n" +
+	"\x06online\x18\x02 \x01(\bR\x06online\x12\x1b\n" +
+	"\tlast_seen\x18\x03 \x01(\x03R\blastSeen\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -2075,7 +2151,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -2106,13 +2182,14 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Idempotent)(nil),       // 26: deployme.raftcmd.v1.Idempotent
 	(*SetAgentCA)(nil),       // 27: deployme.raftcmd.v1.SetAgentCA
 	(*RegisterAgent)(nil),    // 28: deployme.raftcmd.v1.RegisterAgent
-	nil,                      // 29: deployme.raftcmd.v1.Host.LabelsEntry
+	(*SetHostLiveness)(nil),  // 29: deployme.raftcmd.v1.SetHostLiveness
+	nil,                      // 30: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	1,  // 0: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	4,  // 1: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	5,  // 2: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	29, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	30, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 4: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	2,  // 5: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 6: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -2144,7 +2221,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
