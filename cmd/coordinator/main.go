@@ -45,6 +45,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries between snapshots")
 	fs.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot")
+	fs.DurationVar(&cfg.Liveness.TTL, "liveness-ttl", cfg.Liveness.TTL, "how long an agent may go unheard before its host is offline (0 turns liveness off)")
+	fs.DurationVar(&cfg.Liveness.Grace, "liveness-grace", cfg.Liveness.Grace, "how long a new leader waits, beyond the TTL, before declaring hosts offline")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	version := fs.Bool("version", false, "print the version and exit")

@@ -142,6 +142,9 @@ func (r *Replica) start() error {
 	cfg.Join = r.join
 	cfg.AdminTokenFile = r.tokenFile
 	cfg.PeerDialer = r.c.net.dialer(r.Index)
+	// Hosts put into state through the service have no agent behind them: liveness would
+	// mark them offline. Tests about liveness turn it back on in Configure.
+	cfg.Liveness.TTL = 0
 	if r.c.opts.Replicas <= 1 {
 		// A single voter elects itself at once with short timeouts.
 		cfg.Raft.HeartbeatTimeout = 200 * time.Millisecond
@@ -196,6 +199,9 @@ func (r *Replica) waitReady(done chan error) error {
 
 // URL is the replica's REST API base URL.
 func (r *Replica) URL() string { return "http://" + r.addrs[0] }
+
+// GRPCAddr is the replica's agent (gRPC) address.
+func (r *Replica) GRPCAddr() string { return r.addrs[1] }
 
 // RaftAddr is the replica's Raft (peer) address.
 func (r *Replica) RaftAddr() string { return r.addrs[2] }
@@ -299,6 +305,9 @@ func (c *Cluster) StopAll() {
 
 // URL is replica 0's REST API base URL.
 func (c *Cluster) URL() string { return c.Replicas[0].URL() }
+
+// GRPCAddr is replica 0's agent (gRPC) address.
+func (c *Cluster) GRPCAddr() string { return c.Replicas[0].GRPCAddr() }
 
 // DataDir is replica 0's data directory.
 func (c *Cluster) DataDir() string { return c.Replicas[0].DataDir() }

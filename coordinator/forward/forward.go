@@ -331,7 +331,7 @@ func (f *Forwarder) ChangeMembership(ctx context.Context, local Membership, req 
 	for {
 		var err error
 		if f.raft.IsLeader() {
-			_, err = NewServer(f, local).ChangeMembership(ctx, req)
+			_, err = NewServer(f, local, nil).ChangeMembership(ctx, req)
 		} else if addr, _ := f.raft.Leader(); addr != "" {
 			var c clusterv1.ClusterClient
 			if c, err = f.Client(addr); err == nil {
@@ -364,4 +364,21 @@ func (f *Forwarder) PeerStatus(ctx context.Context, addr string) (*clusterv1.Sta
 		return nil, err
 	}
 	return c.Status(ctx, &clusterv1.StatusRequest{})
+}
+
+// PeerLeases asks a replica for its agent leases.
+func (f *Forwarder) PeerLeases(ctx context.Context, addr string) (map[string]time.Time, error) {
+	c, err := f.Client(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Leases(ctx, &clusterv1.LeasesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(resp.GetLeases()))
+	for _, l := range resp.GetLeases() {
+		out[l.GetHostId()] = time.Unix(0, l.GetLastSeen())
+	}
+	return out, nil
 }

@@ -25,15 +25,35 @@ type Membership interface {
 	LastContact() time.Time
 }
 
-// Server is the leader's side of proto/cluster/v1.
+// LeaseSource is this replica's table of agent leases (host ID -> last heard from).
+type LeaseSource interface {
+	LastSeen() map[string]time.Time
+}
+
+// Server is the leader's side of proto/cluster/v1 (and any replica's for Status, Leases).
 type Server struct {
 	clusterv1.UnimplementedClusterServer
 	f       *Forwarder
 	members Membership
+	leases  LeaseSource
 }
 
-// NewServer returns the gRPC service over a forwarder.
-func NewServer(f *Forwarder, m Membership) *Server { return &Server{f: f, members: m} }
+// NewServer returns the gRPC service over a forwarder. leases may be nil (no agents here).
+func NewServer(f *Forwarder, m Membership, leases LeaseSource) *Server {
+	return &Server{f: f, members: m, leases: leases}
+}
+
+// Leases reports this replica's agent leases.
+func (s *Server) Leases(context.Context, *clusterv1.LeasesRequest) (*clusterv1.LeasesResponse, error) {
+	resp := &clusterv1.LeasesResponse{}
+	if s.leases == nil {
+		return resp, nil
+	}
+	for id, t := range s.leases.LastSeen() {
+		resp.Leases = append(resp.Leases, &clusterv1.LeasesResponse_Lease{HostId: id, LastSeen: t.UnixNano()})
+	}
+	return resp, nil
+}
 
 // notLeader tells the caller nothing was proposed and where the leader is.
 func (s *Server) notLeader() error {

@@ -25,13 +25,16 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/deployme/deployme/api/rest"
+	"github.com/deployme/deployme/coordinator/agentsvc"
 	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/fsm"
+	"github.com/deployme/deployme/coordinator/liveness"
 	"github.com/deployme/deployme/coordinator/peer"
 	"github.com/deployme/deployme/coordinator/raftnode"
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/coordinator/state"
 	"github.com/deployme/deployme/internal/logkey"
+	agentv1 "github.com/deployme/deployme/proto/agent/v1"
 	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
 )
 
@@ -58,8 +61,12 @@ type Config struct {
 	PeerDialer peer.Dialer
 	// LeaderWait bounds how long a request waits for a reachable leader before 503.
 	LeaderWait time.Duration
-	// LeaderLoops run on the leader only (the reconciler and liveness timers, later).
+	// LeaderLoops run on the leader only (the reconciler, later).
 	LeaderLoops []LeaderLoop
+	// Liveness is how long an agent may go unheard before its host is offline (TTL), and
+	// how long a new leader waits beyond that before declaring anything offline (Grace).
+	// A zero TTL turns liveness off (tests that put agentless hosts into state).
+	Liveness liveness.Policy
 
 	// Listeners, when set, are used instead of listening on the addresses (tests use
 	// 127.0.0.1:0 listeners).
@@ -84,6 +91,7 @@ func DefaultConfig() Config {
 		GRPCAddr:   "127.0.0.1:9090",
 		RaftAddr:   "127.0.0.1:7000",
 		LeaderWait: 5 * time.Second,
+		Liveness:   liveness.Policy{TTL: 20 * time.Second, Grace: 20 * time.Second},
 		Raft:       raftnode.DefaultConfig(),
 		Service:    service.DefaultConfig(),
 		REST:       rest.DefaultConfig(),
@@ -130,6 +138,7 @@ type Server struct {
 	httpLn   net.Listener
 	grpcLn   net.Listener
 	registry *prometheus.Registry
+	agents   *agentsvc.Server
 }
 
 // New opens the data dir and the listeners and starts Raft. Run serves.
@@ -248,6 +257,10 @@ func New(cfg Config) (s *Server, err error) {
 	h := rest.New(svc, hc)
 
 	srv.handler, srv.registry = h, reg
+	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
+	if cfg.Liveness.TTL > 0 {
+		srv.lead.loops = append(srv.lead.loops, LeaderLoop{Name: "liveness", Run: srv.livenessLoop})
+	}
 	return srv, nil
 }
 
@@ -269,6 +282,9 @@ func (s *Server) LeaderReady() bool { return s.lead.Ready() }
 // LeadershipsEstablished counts how many times this replica established leadership.
 func (s *Server) LeadershipsEstablished() int64 { return s.lead.established.Load() }
 
+// Leases is this replica's in-memory agent lease table.
+func (s *Server) Leases() *agentsvc.Leases { return s.agents.Leases() }
+
 // Handler is the REST handler.
 func (s *Server) Handler() *rest.Handler { return s.handler }
 
@@ -278,7 +294,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.mux.Close()
 	defer s.fwd.Close()
 	peerGRPC := grpc.NewServer()
-	clusterv1.RegisterClusterServer(peerGRPC, forward.NewServer(s.fwd, s.node))
+	clusterv1.RegisterClusterServer(peerGRPC, forward.NewServer(s.fwd, s.node, s.agents.Leases()))
 	httpSrv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -286,9 +302,10 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer()
+	grpcSrv := grpc.NewServer(s.agents.ServerOptions()...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, hs)
+	agentv1.RegisterAgentServer(grpcSrv, s.agents)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/liveness"
 	"github.com/deployme/deployme/coordinator/pki"
 	"github.com/deployme/deployme/coordinator/state"
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
@@ -164,5 +165,32 @@ func (s *Service) AgentCoordinators() []string {
 	if len(out) == 0 && s.cfg.AdvertiseGRPC != "" {
 		out = []string{s.cfg.AdvertiseGRPC}
 	}
+	return out
+}
+
+// HostCount is the number of hosts in this replica's state (the agent service sizes
+// heartbeat intervals by it).
+func (s *Service) HostCount() int {
+	var n int
+	s.store.Read(func(st *state.State) { n = st.HostCount() })
+	return n
+}
+
+// SetHostLiveness records a liveness transition decided by the leader's liveness loop.
+func (s *Service) SetHostLiveness(ctx context.Context, hostID string, online bool, lastSeen time.Time) error {
+	_, err := s.apply(ctx, command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{
+		HostId: hostID, Online: online, LastSeen: unixNano(lastSeen), At: unixNano(s.now()),
+	}, hostID)
+	return err
+}
+
+// LivenessHosts lists hosts as the liveness rule sees them.
+func (s *Service) LivenessHosts() []liveness.Host {
+	var out []liveness.Host
+	s.store.Read(func(st *state.State) {
+		for _, h := range st.Hosts() {
+			out = append(out, liveness.Host{ID: h.ID, State: h.State, LastSeen: h.LastSeen})
+		}
+	})
 	return out
 }

@@ -202,6 +202,9 @@ func (s *State) DeleteJoinToken(id string) {
 // Host returns a host by ID.
 func (s *State) Host(id string) (*Host, bool) { h, ok := s.hosts[id]; return h, ok }
 
+// HostCount is the number of hosts, decommissioned ones included.
+func (s *State) HostCount() int { return len(s.hosts) }
+
 // Hosts lists hosts by creation time.
 func (s *State) Hosts() []*Host {
 	return sortedByCreation(s.hosts, func(h *Host) (time.Time, string) { return h.CreatedAt, h.ID })

@@ -15,8 +15,9 @@ import (
 	"testing"
 )
 
-// coordinatorBin is the binary built once for every process test ("" in -short mode).
-var coordinatorBin string
+// coordinatorBin and agentBin are the binaries built once for every process test ("" in
+// -short mode).
+var coordinatorBin, agentBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -28,7 +29,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	coordinatorBin, err = build(dir)
+	coordinatorBin, err = build(dir, "coordinator")
+	if err == nil {
+		agentBin, err = build(dir, "agent")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
@@ -41,7 +45,7 @@ func TestMain(m *testing.M) {
 
 // build compiles cmd/coordinator from the module root, found with `go env GOMOD` so the
 // tests work from any directory.
-func build(dir string) (string, error) {
+func build(dir, name string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
@@ -50,15 +54,15 @@ func build(dir string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("not inside a Go module (go env GOMOD = %q)", gomod)
 	}
-	bin := filepath.Join(dir, "coordinator")
+	bin := filepath.Join(dir, name)
 	args := []string{"build", "-o", bin}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	cmd := exec.Command("go", append(args, "./cmd/coordinator")...)
+	cmd := exec.Command("go", append(args, "./cmd/"+name)...)
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/coordinator: %w\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
 	}
 	return bin, nil
 }

@@ -555,6 +555,139 @@ func (x *StatusResponse) GetLastContact() int64 {
 	return 0
 }
 
+type LeasesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesRequest) Reset() {
+	*x = LeasesRequest{}
+	mi := &file_cluster_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesRequest) ProtoMessage() {}
+
+func (x *LeasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesRequest.ProtoReflect.Descriptor instead.
+func (*LeasesRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+type LeasesResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Leases        []*LeasesResponse_Lease `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesResponse) Reset() {
+	*x = LeasesResponse{}
+	mi := &file_cluster_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesResponse) ProtoMessage() {}
+
+func (x *LeasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesResponse.ProtoReflect.Descriptor instead.
+func (*LeasesResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LeasesResponse) GetLeases() []*LeasesResponse_Lease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+type LeasesResponse_Lease struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// last_seen is Unix ns.
+	LastSeen      int64 `protobuf:"varint,2,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeasesResponse_Lease) Reset() {
+	*x = LeasesResponse_Lease{}
+	mi := &file_cluster_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeasesResponse_Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeasesResponse_Lease) ProtoMessage() {}
+
+func (x *LeasesResponse_Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeasesResponse_Lease.ProtoReflect.Descriptor instead.
+func (*LeasesResponse_Lease) Descriptor() ([]byte, []int) {
+	return file_cluster_v1_cluster_proto_rawDescGZIP(), []int{10, 0}
+}
+
+func (x *LeasesResponse_Lease) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *LeasesResponse_Lease) GetLastSeen() int64 {
+	if x != nil {
+		return x.LastSeen
+	}
+	return 0
+}
+
 var File_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_v1_cluster_proto_rawDesc = "" +
@@ -594,12 +727,19 @@ const file_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\x04 \x01(\x04R\vcommitIndex\x12!\n" +
-	"\flast_contact\x18\x05 \x01(\x03R\vlastContact2\xf9\x02\n" +
+	"\flast_contact\x18\x05 \x01(\x03R\vlastContact\"\x0f\n" +
+	"\rLeasesRequest\"\x92\x01\n" +
+	"\x0eLeasesResponse\x12A\n" +
+	"\x06leases\x18\x01 \x03(\v2).deployme.cluster.v1.LeasesResponse.LeaseR\x06leases\x1a=\n" +
+	"\x05Lease\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1b\n" +
+	"\tlast_seen\x18\x02 \x01(\x03R\blastSeen2\xcc\x03\n" +
 	"\aCluster\x12N\n" +
 	"\x05Apply\x12!.deployme.cluster.v1.ApplyRequest\x1a\".deployme.cluster.v1.ApplyResponse\x12Z\n" +
 	"\tReadIndex\x12%.deployme.cluster.v1.ReadIndexRequest\x1a&.deployme.cluster.v1.ReadIndexResponse\x12o\n" +
 	"\x10ChangeMembership\x12,.deployme.cluster.v1.ChangeMembershipRequest\x1a-.deployme.cluster.v1.ChangeMembershipResponse\x12Q\n" +
-	"\x06Status\x12\".deployme.cluster.v1.StatusRequest\x1a#.deployme.cluster.v1.StatusResponseB9Z7github.com/deployme/deployme/proto/cluster/v1;clusterv1b\x06proto3"
+	"\x06Status\x12\".deployme.cluster.v1.StatusRequest\x1a#.deployme.cluster.v1.StatusResponse\x12Q\n" +
+	"\x06Leases\x12\".deployme.cluster.v1.LeasesRequest\x1a#.deployme.cluster.v1.LeasesResponseB9Z7github.com/deployme/deployme/proto/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -614,7 +754,7 @@ func file_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_cluster_v1_cluster_proto_goTypes = []any{
 	(ChangeMembershipRequest_Op)(0),  // 0: deployme.cluster.v1.ChangeMembershipRequest.Op
 	(*ApplyRequest)(nil),             // 1: deployme.cluster.v1.ApplyRequest
@@ -626,23 +766,29 @@ var file_cluster_v1_cluster_proto_goTypes = []any{
 	(*ChangeMembershipResponse)(nil), // 7: deployme.cluster.v1.ChangeMembershipResponse
 	(*StatusRequest)(nil),            // 8: deployme.cluster.v1.StatusRequest
 	(*StatusResponse)(nil),           // 9: deployme.cluster.v1.StatusResponse
+	(*LeasesRequest)(nil),            // 10: deployme.cluster.v1.LeasesRequest
+	(*LeasesResponse)(nil),           // 11: deployme.cluster.v1.LeasesResponse
+	(*LeasesResponse_Lease)(nil),     // 12: deployme.cluster.v1.LeasesResponse.Lease
 }
 var file_cluster_v1_cluster_proto_depIdxs = []int32{
-	2, // 0: deployme.cluster.v1.ApplyResponse.refusal:type_name -> deployme.cluster.v1.Refusal
-	0, // 1: deployme.cluster.v1.ChangeMembershipRequest.op:type_name -> deployme.cluster.v1.ChangeMembershipRequest.Op
-	1, // 2: deployme.cluster.v1.Cluster.Apply:input_type -> deployme.cluster.v1.ApplyRequest
-	4, // 3: deployme.cluster.v1.Cluster.ReadIndex:input_type -> deployme.cluster.v1.ReadIndexRequest
-	6, // 4: deployme.cluster.v1.Cluster.ChangeMembership:input_type -> deployme.cluster.v1.ChangeMembershipRequest
-	8, // 5: deployme.cluster.v1.Cluster.Status:input_type -> deployme.cluster.v1.StatusRequest
-	3, // 6: deployme.cluster.v1.Cluster.Apply:output_type -> deployme.cluster.v1.ApplyResponse
-	5, // 7: deployme.cluster.v1.Cluster.ReadIndex:output_type -> deployme.cluster.v1.ReadIndexResponse
-	7, // 8: deployme.cluster.v1.Cluster.ChangeMembership:output_type -> deployme.cluster.v1.ChangeMembershipResponse
-	9, // 9: deployme.cluster.v1.Cluster.Status:output_type -> deployme.cluster.v1.StatusResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2,  // 0: deployme.cluster.v1.ApplyResponse.refusal:type_name -> deployme.cluster.v1.Refusal
+	0,  // 1: deployme.cluster.v1.ChangeMembershipRequest.op:type_name -> deployme.cluster.v1.ChangeMembershipRequest.Op
+	12, // 2: deployme.cluster.v1.LeasesResponse.leases:type_name -> deployme.cluster.v1.LeasesResponse.Lease
+	1,  // 3: deployme.cluster.v1.Cluster.Apply:input_type -> deployme.cluster.v1.ApplyRequest
+	4,  // 4: deployme.cluster.v1.Cluster.ReadIndex:input_type -> deployme.cluster.v1.ReadIndexRequest
+	6,  // 5: deployme.cluster.v1.Cluster.ChangeMembership:input_type -> deployme.cluster.v1.ChangeMembershipRequest
+	8,  // 6: deployme.cluster.v1.Cluster.Status:input_type -> deployme.cluster.v1.StatusRequest
+	10, // 7: deployme.cluster.v1.Cluster.Leases:input_type -> deployme.cluster.v1.LeasesRequest
+	3,  // 8: deployme.cluster.v1.Cluster.Apply:output_type -> deployme.cluster.v1.ApplyResponse
+	5,  // 9: deployme.cluster.v1.Cluster.ReadIndex:output_type -> deployme.cluster.v1.ReadIndexResponse
+	7,  // 10: deployme.cluster.v1.Cluster.ChangeMembership:output_type -> deployme.cluster.v1.ChangeMembershipResponse
+	9,  // 11: deployme.cluster.v1.Cluster.Status:output_type -> deployme.cluster.v1.StatusResponse
+	11, // 12: deployme.cluster.v1.Cluster.Leases:output_type -> deployme.cluster.v1.LeasesResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_cluster_v1_cluster_proto_init() }
@@ -656,7 +802,7 @@ func file_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_v1_cluster_proto_rawDesc), len(file_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

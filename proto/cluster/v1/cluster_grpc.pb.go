@@ -27,6 +27,7 @@ const (
 	Cluster_ReadIndex_FullMethodName        = "/deployme.cluster.v1.Cluster/ReadIndex"
 	Cluster_ChangeMembership_FullMethodName = "/deployme.cluster.v1.Cluster/ChangeMembership"
 	Cluster_Status_FullMethodName           = "/deployme.cluster.v1.Cluster/Status"
+	Cluster_Leases_FullMethodName           = "/deployme.cluster.v1.Cluster/Leases"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -42,6 +43,9 @@ type ClusterClient interface {
 	ChangeMembership(ctx context.Context, in *ChangeMembershipRequest, opts ...grpc.CallOption) (*ChangeMembershipResponse, error)
 	// Status reports this replica's own Raft progress (any replica).
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Leases reports when this replica last heard from each agent connected to it, so the
+	// leader can decide liveness without heartbeats ever being Raft writes.
+	Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error)
 }
 
 type clusterClient struct {
@@ -92,6 +96,16 @@ func (c *clusterClient) Status(ctx context.Context, in *StatusRequest, opts ...g
 	return out, nil
 }
 
+func (c *clusterClient) Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeasesResponse)
+	err := c.cc.Invoke(ctx, Cluster_Leases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -105,6 +119,9 @@ type ClusterServer interface {
 	ChangeMembership(context.Context, *ChangeMembershipRequest) (*ChangeMembershipResponse, error)
 	// Status reports this replica's own Raft progress (any replica).
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Leases reports when this replica last heard from each agent connected to it, so the
+	// leader can decide liveness without heartbeats ever being Raft writes.
+	Leases(context.Context, *LeasesRequest) (*LeasesResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -126,6 +143,9 @@ func (UnimplementedClusterServer) ChangeMembership(context.Context, *ChangeMembe
 }
 func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedClusterServer) Leases(context.Context, *LeasesRequest) (*LeasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leases not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -220,6 +240,24 @@ func _Cluster_Status_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_Leases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Leases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Leases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Leases(ctx, req.(*LeasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +280,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Cluster_Status_Handler,
+		},
+		{
+			MethodName: "Leases",
+			Handler:    _Cluster_Leases_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

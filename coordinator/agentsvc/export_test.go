@@ -1,0 +1,4 @@
+package agentsvc
+
+// HeartbeatInterval is exported for tests.
+var HeartbeatInterval = heartbeatInterval
