@@ -249,8 +249,10 @@ type Host struct {
 	NICs         []NIC             `json:"nics"`
 	Labels       map[string]string `json:"labels"`
 	AgentVersion string            `json:"agent_version,omitempty"`
-	LastSeen     time.Time         `json:"last_seen"`
-	CreatedAt    time.Time         `json:"created_at"`
+	// ConnectedTo is the coordinator replica holding the agent's stream.
+	ConnectedTo string    `json:"connected_to,omitempty"`
+	LastSeen    time.Time `json:"last_seen"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 // HostList is the body of GET /v1/hosts.

@@ -68,6 +68,7 @@ func (f *FSM) applySetHostLiveness(m *raftcmdv1.SetHostLiveness) any {
 	if seen := unixTime(m.GetLastSeen()); seen.After(h.LastSeen) {
 		h.LastSeen = seen
 	}
+	h.ConnectedTo = m.GetReplica()
 	switch {
 	case old.State == state.HostDecommissioned:
 		return old

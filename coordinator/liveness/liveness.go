@@ -14,16 +14,25 @@ import (
 
 // Host is what the decision needs to know about a host from state.
 type Host struct {
-	ID       string
-	State    string // available, assigned, discovered, offline, decommissioned
-	LastSeen time.Time
+	ID          string
+	State       string // available, assigned, discovered, offline, decommissioned
+	LastSeen    time.Time
+	ConnectedTo string
 }
 
-// Transition is a liveness change to write.
+// Lease is the freshest word from a host's agent: when, and which replica heard it.
+type Lease struct {
+	At      time.Time
+	Replica string
+}
+
+// Transition is a liveness change to write: online or offline, and which replica holds the
+// agent's stream ("" when none).
 type Transition struct {
 	HostID   string
 	Online   bool
 	LastSeen time.Time
+	Replica  string
 }
 
 // Policy is the timing of liveness decisions.
@@ -35,25 +44,31 @@ type Policy struct {
 }
 
 // Decide is the pure liveness rule: given the hosts, the freshest lease of each (from any
-// replica), when this leader took over and now, which transitions to write.
-func Decide(p Policy, now, leaderSince time.Time, hosts []Host, leases map[string]time.Time) []Transition {
+// replica), when this leader took over and now, which transitions to write. Besides going
+// offline and coming back, an online host whose agent moved to another replica is recorded
+// once (a reconnect, not a heartbeat: steady state writes nothing).
+func Decide(p Policy, now, leaderSince time.Time, hosts []Host, leases map[string]Lease) []Transition {
 	var out []Transition
 	settled := now.Sub(leaderSince) >= p.TTL+p.Grace
 	for _, h := range hosts {
 		seen := h.LastSeen
-		if l, ok := leases[h.ID]; ok && l.After(seen) {
-			seen = l
+		l, heard := leases[h.ID]
+		if heard && l.At.After(seen) {
+			seen = l.At
 		}
 		fresh := now.Sub(seen) < p.TTL
 		switch h.State {
 		case "decommissioned":
 		case "offline":
-			if _, heard := leases[h.ID]; heard && fresh {
-				out = append(out, Transition{HostID: h.ID, Online: true, LastSeen: seen})
+			if heard && fresh {
+				out = append(out, Transition{HostID: h.ID, Online: true, LastSeen: seen, Replica: l.Replica})
 			}
 		default:
-			if !fresh && settled {
+			switch {
+			case !fresh && settled:
 				out = append(out, Transition{HostID: h.ID, Online: false, LastSeen: seen})
+			case heard && fresh && l.Replica != "" && l.Replica != h.ConnectedTo:
+				out = append(out, Transition{HostID: h.ID, Online: true, LastSeen: seen, Replica: l.Replica})
 			}
 		}
 	}
@@ -65,7 +80,7 @@ type Source interface {
 	// Hosts lists hosts from local state.
 	Hosts() []Host
 	// Leases gathers the freshest lease per host from every reachable replica.
-	Leases(ctx context.Context) map[string]time.Time
+	Leases(ctx context.Context) map[string]Lease
 	// Apply writes one transition through Raft.
 	Apply(ctx context.Context, t Transition) error
 }

@@ -18,15 +18,15 @@ func TestDecide(t *testing.T) {
 		now    time.Time
 		since  time.Time
 		hosts  []liveness.Host
-		leases map[string]time.Time
+		leases map[string]liveness.Lease
 		want   []liveness.Transition
 	}{
 		{name: "fresh lease: nothing", now: t0, since: longLeader,
 			hosts:  []liveness.Host{{ID: "h1", State: "available", LastSeen: t0.Add(-time.Hour)}},
-			leases: map[string]time.Time{"h1": t0.Add(-5 * time.Second)}},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-5 * time.Second)}}},
 		{name: "expired lease: offline", now: t0, since: longLeader,
 			hosts:  []liveness.Host{{ID: "h1", State: "assigned", LastSeen: t0.Add(-time.Hour)}},
-			leases: map[string]time.Time{"h1": t0.Add(-20 * time.Second)},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-20 * time.Second)}},
 			want:   []liveness.Transition{{HostID: "h1", Online: false, LastSeen: t0.Add(-20 * time.Second)}}},
 		{name: "no lease anywhere and stale in state: offline", now: t0, since: longLeader,
 			hosts: []liveness.Host{{ID: "h1", State: "available", LastSeen: t0.Add(-time.Minute)}},
@@ -38,11 +38,18 @@ func TestDecide(t *testing.T) {
 			want:  []liveness.Transition{{HostID: "h1", Online: false, LastSeen: t0.Add(-time.Minute)}}},
 		{name: "offline host heard again: back", now: t0, since: t0, // no grace needed to come back
 			hosts:  []liveness.Host{{ID: "h1", State: "offline", LastSeen: t0.Add(-time.Minute)}},
-			leases: map[string]time.Time{"h1": t0.Add(-time.Second)},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-time.Second)}},
 			want:   []liveness.Transition{{HostID: "h1", Online: true, LastSeen: t0.Add(-time.Second)}}},
+		{name: "agent moved to another replica: recorded once", now: t0, since: longLeader,
+			hosts:  []liveness.Host{{ID: "h1", State: "available", LastSeen: t0.Add(-time.Hour), ConnectedTo: "c1"}},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-time.Second), Replica: "c2"}},
+			want:   []liveness.Transition{{HostID: "h1", Online: true, LastSeen: t0.Add(-time.Second), Replica: "c2"}}},
+		{name: "same replica, fresh lease: nothing (heartbeats are not writes)", now: t0, since: longLeader,
+			hosts:  []liveness.Host{{ID: "h1", State: "available", LastSeen: t0.Add(-time.Hour), ConnectedTo: "c2"}},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-time.Second), Replica: "c2"}}},
 		{name: "offline host with an old lease: stays", now: t0, since: longLeader,
 			hosts:  []liveness.Host{{ID: "h1", State: "offline", LastSeen: t0.Add(-time.Minute)}},
-			leases: map[string]time.Time{"h1": t0.Add(-time.Minute)}},
+			leases: map[string]liveness.Lease{"h1": {At: t0.Add(-time.Minute)}}},
 		{name: "decommissioned: never touched", now: t0, since: longLeader,
 			hosts: []liveness.Host{{ID: "h1", State: "decommissioned", LastSeen: t0.Add(-time.Hour)}}},
 	}

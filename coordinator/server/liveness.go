@@ -21,8 +21,11 @@ func (l livenessSource) Hosts() []liveness.Host { return l.s.svc.LivenessHosts()
 // Leases merges this replica's leases with every other replica's, keeping the freshest per
 // host. An unreachable replica contributes nothing: its agents reconnect elsewhere within
 // their backoff, well inside the TTL.
-func (l livenessSource) Leases(ctx context.Context) map[string]time.Time {
-	out := l.s.agents.Leases().LastSeen()
+func (l livenessSource) Leases(ctx context.Context) map[string]liveness.Lease {
+	out := map[string]liveness.Lease{}
+	for id, t := range l.s.agents.Leases().LastSeen() {
+		out[id] = liveness.Lease{At: t, Replica: l.s.cfg.NodeID}
+	}
 	servers, err := l.s.node.Servers()
 	if err != nil {
 		return out
@@ -45,8 +48,8 @@ func (l livenessSource) Leases(ctx context.Context) map[string]time.Time {
 			mu.Lock()
 			defer mu.Unlock()
 			for id, t := range peer {
-				if t.After(out[id]) {
-					out[id] = t
+				if t.After(out[id].At) {
+					out[id] = liveness.Lease{At: t, Replica: sv.ID}
 				}
 			}
 		}()
@@ -56,5 +59,5 @@ func (l livenessSource) Leases(ctx context.Context) map[string]time.Time {
 }
 
 func (l livenessSource) Apply(ctx context.Context, t liveness.Transition) error {
-	return l.s.svc.SetHostLiveness(ctx, t.HostID, t.Online, t.LastSeen)
+	return l.s.svc.SetHostLiveness(ctx, t.HostID, t.Online, t.LastSeen, t.Replica)
 }

@@ -61,12 +61,18 @@ type Config struct {
 	PeerDialer peer.Dialer
 	// LeaderWait bounds how long a request waits for a reachable leader before 503.
 	LeaderWait time.Duration
+	// AgentAcceptRate and AgentAcceptBurst pace new agent connections (0: no limit).
+	AgentAcceptRate  float64
+	AgentAcceptBurst int
 	// LeaderLoops run on the leader only (the reconciler, later).
 	LeaderLoops []LeaderLoop
 	// Liveness is how long an agent may go unheard before its host is offline (TTL), and
 	// how long a new leader waits beyond that before declaring anything offline (Grace).
 	// A zero TTL turns liveness off (tests that put agentless hosts into state).
 	Liveness liveness.Policy
+	// AgentHeartbeat, when positive, is the heartbeat interval agents are told to use
+	// (tests); zero keeps the default that grows with the fleet (5 s + 1 s per 1,000 hosts).
+	AgentHeartbeat time.Duration
 
 	// Listeners, when set, are used instead of listening on the addresses (tests use
 	// 127.0.0.1:0 listeners).
@@ -91,11 +97,15 @@ func DefaultConfig() Config {
 		GRPCAddr:   "127.0.0.1:9090",
 		RaftAddr:   "127.0.0.1:7000",
 		LeaderWait: 5 * time.Second,
-		Liveness:   liveness.Policy{TTL: 20 * time.Second, Grace: 20 * time.Second},
-		Raft:       raftnode.DefaultConfig(),
-		Service:    service.DefaultConfig(),
-		REST:       rest.DefaultConfig(),
-		Stdout:     os.Stdout,
+		// A restarted replica's agents (thousands) come back at up to 500 new connections a
+		// second, bursts of 200: TLS handshakes stay a fraction of a core.
+		AgentAcceptRate:  500,
+		AgentAcceptBurst: 200,
+		Liveness:         liveness.Policy{TTL: 20 * time.Second, Grace: 20 * time.Second},
+		Raft:             raftnode.DefaultConfig(),
+		Service:          service.DefaultConfig(),
+		REST:             rest.DefaultConfig(),
+		Stdout:           os.Stdout,
 	}
 }
 
@@ -257,7 +267,7 @@ func New(cfg Config) (s *Server, err error) {
 	h := rest.New(svc, hc)
 
 	srv.handler, srv.registry = h, reg
-	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
+	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, HeartbeatInterval: cfg.AgentHeartbeat, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
 	if cfg.Liveness.TTL > 0 {
 		srv.lead.loops = append(srv.lead.loops, LeaderLoop{Name: "liveness", Run: srv.livenessLoop})
 	}
@@ -317,7 +327,8 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		s.logger.Info("serving agent gRPC", logkey.Addr, s.grpcLn.Addr().String())
-		if err := grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		ln := agentsvc.AdmissionListener(s.grpcLn, s.cfg.AgentAcceptRate, s.cfg.AgentAcceptBurst)
+		if err := grpcSrv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc: %w", err)
 		}
 		return nil

@@ -177,9 +177,9 @@ func (s *Service) HostCount() int {
 }
 
 // SetHostLiveness records a liveness transition decided by the leader's liveness loop.
-func (s *Service) SetHostLiveness(ctx context.Context, hostID string, online bool, lastSeen time.Time) error {
+func (s *Service) SetHostLiveness(ctx context.Context, hostID string, online bool, lastSeen time.Time, replica string) error {
 	_, err := s.apply(ctx, command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{
-		HostId: hostID, Online: online, LastSeen: unixNano(lastSeen), At: unixNano(s.now()),
+		HostId: hostID, Online: online, LastSeen: unixNano(lastSeen), At: unixNano(s.now()), Replica: replica,
 	}, hostID)
 	return err
 }
@@ -189,7 +189,7 @@ func (s *Service) LivenessHosts() []liveness.Host {
 	var out []liveness.Host
 	s.store.Read(func(st *state.State) {
 		for _, h := range st.Hosts() {
-			out = append(out, liveness.Host{ID: h.ID, State: h.State, LastSeen: h.LastSeen})
+			out = append(out, liveness.Host{ID: h.ID, State: h.State, LastSeen: h.LastSeen, ConnectedTo: h.ConnectedTo})
 		}
 	})
 	return out

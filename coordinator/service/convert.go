@@ -71,6 +71,7 @@ func hostOut(h *state.Host) v1.Host {
 		NICs:         []v1.NIC{},
 		Labels:       map[string]string{},
 		AgentVersion: h.AgentVersion,
+		ConnectedTo:  h.ConnectedTo,
 		LastSeen:     apiTime(h.LastSeen),
 		CreatedAt:    apiTime(h.CreatedAt),
 	}

@@ -92,6 +92,9 @@ type Host struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	// OfflineFrom is the state an offline host returns to when its agent is back.
 	OfflineFrom string `json:"offline_from,omitempty"`
+	// ConnectedTo is the replica holding the agent's stream, as last recorded by the
+	// leader's liveness loop (written only when it changes).
+	ConnectedTo string `json:"connected_to,omitempty"`
 }
 
 // Address is the host's first usable IP address, or "" when it reported none.

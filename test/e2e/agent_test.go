@@ -124,6 +124,12 @@ func TestAgentJoinsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The leader records which replica holds the agent's stream (once, not per heartbeat).
+	waitUntil(t, 20*time.Second, "the host to show the replica it is connected to", func() bool {
+		h, err := cl.GetHost(ctx, host.ID)
+		return err == nil && h.ConnectedTo != ""
+	})
+
 	// Stopped agent: offline after its lease (2 s) runs out.
 	a.stop()
 	waitUntil(t, 30*time.Second, "the host to go offline", func() bool {

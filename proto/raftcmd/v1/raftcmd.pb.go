@@ -1913,8 +1913,10 @@ type SetHostLiveness struct {
 	HostId string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
 	Online bool                   `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
 	// last_seen is when any replica last heard from the agent.
-	LastSeen      int64 `protobuf:"varint,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	At            int64 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	LastSeen int64 `protobuf:"varint,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	At       int64 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	// replica is the member holding the agent's stream ("" when none does).
+	Replica       string `protobuf:"bytes,5,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1975,6 +1977,13 @@ func (x *SetHostLiveness) GetAt() int64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *SetHostLiveness) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
 }
 
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
@@ -2132,12 +2141,13 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\rRegisterAgent\x12-\n" +
 	"\x04host\x18\x01 \x01(\v2\x19.deployme.raftcmd.v1.HostR\x04host\x12\"\n" +
 	"\rjoin_token_id\x18\x02 \x01(\tR\vjoinTokenId\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"o\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"\x89\x01\n" +
 	"\x0fSetHostLiveness\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\x12\x1b\n" +
 	"\tlast_seen\x18\x03 \x01(\x03R\blastSeen\x12\x0e\n" +
-	"\x02at\x18\x04 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\x04 \x01(\x03R\x02at\x12\x18\n" +
+	"\areplica\x18\x05 \x01(\tR\areplicaB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
