@@ -55,6 +55,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// HeartbeatInterval, when positive, is the interval agents are told to use, whatever
+	// the fleet size (tests); zero means 5 s plus 1 s per 1,000 hosts, at most 30 s.
+	HeartbeatInterval time.Duration
 }
 
 // Server implements proto/agent/v1.
@@ -182,6 +185,14 @@ func heartbeatInterval(hosts int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
+// interval is the heartbeat interval agents are told to use now.
+func (s *Server) interval() time.Duration {
+	if s.cfg.HeartbeatInterval > 0 {
+		return s.cfg.HeartbeatInterval
+	}
+	return heartbeatInterval(s.backend.HostCount())
+}
+
 // errStreamIdle ends a stream whose agent stayed silent too long.
 var errStreamIdle = status.Error(codes.DeadlineExceeded, "no message from the agent for 3 heartbeat intervals")
 
@@ -216,7 +227,7 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 			}
 		}
 	}()
-	interval := heartbeatInterval(s.backend.HostCount())
+	interval := s.interval()
 	recv := func() (*agentv1.AgentMessage, error) {
 		t := time.NewTimer(missedBeats * interval)
 		defer t.Stop()
@@ -258,7 +269,7 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 				return err
 			}
 			s.leases.Renew(host, s.cfg.ReplicaID, s.now())
-			interval = heartbeatInterval(s.backend.HostCount())
+			interval = s.interval()
 			if err := stream.Send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_HeartbeatAck{HeartbeatAck: &agentv1.HeartbeatAck{
 				Seq: body.Heartbeat.GetSeq(), HeartbeatIntervalMs: interval.Milliseconds(),
 			}}}); err != nil {
