@@ -5,7 +5,7 @@ GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint generate generate-check tools bench clean
+.PHONY: all build run test test-short lint generate generate-check tools bench bench-fleet clean
 
 all: build
 
@@ -30,6 +30,30 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Fuzz targets as package:Target. `make test` runs their seed corpora as ordinary tests;
+# `make fuzz` fuzzes each for FUZZTIME, one after the other (go test -fuzz takes one package
+# and one target per run), and stops at the first crash, which go test saves under the
+# package's testdata/fuzz/ so that it becomes a seed.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./coordinator/agentsvc:FuzzRegister \
+	./coordinator/agentsvc:FuzzConnectMessages \
+	./coordinator/agentsvc:FuzzInventory \
+	./coordinator/command:FuzzDecode \
+	./api/rest:FuzzDecodeBody \
+	./agent/inventory:FuzzParseLabels \
+	./agent/inventory:FuzzParseCPUInfo \
+	./agent/inventory:FuzzParseMemTotal \
+	./agent/inventory:FuzzParsePrettyName \
+	./agent/inventory:FuzzParseVPD80
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 # The protoc plugins are `tool` dependencies in go.mod: their versions are pinned there.
 tools:
 	@mkdir -p $(GOBIN_TOOLS)
@@ -51,6 +75,13 @@ generate-check: generate
 # (optional: `apt-get install -y etcd-server`); without it the etcd rows are skipped with a note.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+# Agent fleet: N simulated agents (the real agent client, in the test process) against 1 and
+# 3 coordinator processes; time to register, RSS and CPU per 1,000 agents at steady heartbeat,
+# Raft writes/s at steady state, reconnect time after a replica restart. N defaults to 2000
+# (a few minutes); the target run is DEPLOYME_FLEET_AGENTS=10000 make bench-fleet.
+bench-fleet:
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 60m ./test/fleetbench/
 
 clean:
 	rm -rf $(BIN) $(GOBIN_TOOLS)

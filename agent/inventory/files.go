@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,11 @@ func readCPUInfo(path string) (count int, model string, err error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("inventory: read cpuinfo: %w", err)
 	}
+	return parseCPUInfo(path, data)
+}
+
+// parseCPUInfo is readCPUInfo on the content of the file named path.
+func parseCPUInfo(path string, data []byte) (count int, model string, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		key, value, ok := strings.Cut(sc.Text(), ":")
@@ -47,6 +53,11 @@ func readMemTotal(path string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("inventory: read meminfo: %w", err)
 	}
+	return parseMemTotal(path, data)
+}
+
+// parseMemTotal is readMemTotal on the content of the file named path.
+func parseMemTotal(path string, data []byte) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
@@ -60,6 +71,10 @@ func readMemTotal(path string) (int64, error) {
 		kib, err := strconv.ParseInt(fields[0], 10, 64)
 		if err != nil {
 			return 0, fmt.Errorf("inventory: %s: MemTotal: %w", path, err)
+		}
+		// Negative or overflowing sizes would be refused by the coordinator at registration.
+		if kib < 0 || kib > math.MaxInt64/1024 {
+			return 0, fmt.Errorf("inventory: %s: MemTotal %d kB is out of range", path, kib)
 		}
 		return kib * 1024, nil
 	}
@@ -83,6 +98,11 @@ func readPrettyName(path string) string {
 	if err != nil {
 		return ""
 	}
+	return parsePrettyName(data)
+}
+
+// parsePrettyName is readPrettyName on an os-release file's content.
+func parsePrettyName(data []byte) string {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		value, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "PRETTY_NAME=")

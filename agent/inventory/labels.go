@@ -16,6 +16,13 @@ const (
 	maxLabelPrefix = 253
 )
 
+// MaxLabels and maxLabelKey are the coordinator's limits on what an agent reports; the agent
+// refuses more at start rather than have its registration refused.
+const (
+	MaxLabels   = 64
+	maxLabelKey = 256
+)
+
 // ParseLabels parses the agent's --labels value, "k=v,k2=v2", into a map. Keys follow
 // Kubernetes label keys: an optional DNS-subdomain prefix and '/', then a name of up to 63
 // letters, digits, '-', '_' or '.', starting and ending alphanumeric. Values follow the
@@ -27,7 +34,11 @@ func ParseLabels(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return labels, nil
 	}
-	for i, pair := range strings.Split(s, ",") {
+	pairs := strings.Split(s, ",")
+	if len(pairs) > MaxLabels {
+		return nil, fmt.Errorf("%w: %d labels, at most %d", ErrInvalidLabel, len(pairs), MaxLabels)
+	}
+	for i, pair := range pairs {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			return nil, fmt.Errorf("%w: label %d is empty (stray comma?)", ErrInvalidLabel, i+1)
@@ -35,6 +46,9 @@ func ParseLabels(s string) (map[string]string, error) {
 		key, value, ok := strings.Cut(pair, "=")
 		if !ok {
 			return nil, fmt.Errorf("%w %q: want key=value", ErrInvalidLabel, pair)
+		}
+		if len(key) > maxLabelKey {
+			return nil, fmt.Errorf("%w %q: key longer than %d bytes", ErrInvalidLabel, pair, maxLabelKey)
 		}
 		if err := validateLabelKey(key); err != nil {
 			return nil, fmt.Errorf("%w %q: key %v", ErrInvalidLabel, pair, err)

@@ -18,6 +18,8 @@ func TestParseLabels(t *testing.T) {
 	}{
 		{name: "empty", in: "", want: map[string]string{}},
 		{name: "blank", in: "  ", want: map[string]string{}},
+		{name: "more labels than the coordinator takes", in: strings.TrimSuffix(strings.Repeat("k=v,", 65), ","), wantErr: "at most 64"},
+		{name: "key longer than the coordinator takes", in: strings.Repeat("a", 200) + ".io/" + strings.Repeat("b", 60) + "=v", wantErr: "longer than 256"},
 		{name: "two", in: "rack=r12,zone=a", want: map[string]string{"rack": "r12", "zone": "a"}},
 		{name: "spaces around pairs", in: " rack=r12 , zone=a ", want: map[string]string{"rack": "r12", "zone": "a"}},
 		{name: "empty value", in: "gpu=", want: map[string]string{"gpu": ""}},

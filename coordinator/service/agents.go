@@ -130,7 +130,16 @@ func (s *Service) AgentCAPool() *x509.CertPool {
 func (s *Service) AgentHost(hostID string) (*v1.Host, bool) {
 	h, err := s.localHost(hostID)
 	if err != nil {
-		return nil, false
+		// An agent that registered through another replica may reach this one before it
+		// has applied the registration: catch up once before refusing it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if s.linearize(ctx) != nil {
+			return nil, false
+		}
+		if h, err = s.localHost(hostID); err != nil {
+			return nil, false
+		}
 	}
 	return h, true
 }

@@ -132,7 +132,7 @@ func (s *Service) installCommand(secret string) string {
 	if grpc == "" {
 		grpc = "127.0.0.1:9090"
 	}
-	cmd := "curl -sfL http://" + http + "/install.sh | sh -s -- --coordinator " + grpc + " --token " + secret
+	cmd := "curl -sfL http://" + http + "/install.sh | sh -s -- --coordinator " + grpc + " --join-token " + secret
 	if fp := s.AgentCAFingerprint(); fp != "" {
 		// The agent pins the CA on its first contact, before it has any certificate.
 		cmd += " --ca-hash sha256:" + fp
