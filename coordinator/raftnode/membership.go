@@ -113,3 +113,21 @@ func (n *Node) CommandsApplied(fsmApplied, index uint64) bool {
 	}
 	return true
 }
+
+// TransferLeadership hands leadership to another voter when this node leads (a planned
+// stop); it returns once the transfer is done, failed, or took more than a few seconds.
+func (n *Node) TransferLeadership() {
+	if !n.IsLeader() {
+		return
+	}
+	servers, err := n.Servers()
+	if err != nil || len(servers) < 2 {
+		return
+	}
+	done := make(chan struct{})
+	go func() { _ = n.raft.LeadershipTransfer().Error(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+	}
+}

@@ -366,16 +366,16 @@ func (s *Server) Run(ctx context.Context) error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// A leader that is stopping hands leadership over first, so the others do not wait
+		// out an election timeout before taking writes again.
+		s.node.TransferLeadership()
+		// Agent streams never end by themselves: waiting for them (GracefulStop) would
+		// hold the shutdown for the whole timeout while this replica still leads. They are
+		// cut at once; agents reconnect to another replica with backoff.
+		grpcSrv.Stop()
 		_ = httpSrv.Shutdown(shutCtx)
 		peerGRPC.Stop()
 		s.mux.Close()
-		stopped := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-shutCtx.Done():
-			grpcSrv.Stop()
-		}
 		return nil
 	})
 	return g.Wait()
