@@ -31,6 +31,13 @@ func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
 	if p.GetInfraId() != jt.InfraID {
 		return state.Invalid("infra_id", "join token %s registers hosts of infra %s only", jt.ID, jt.InfraID)
 	}
+	if k := m.GetKeyId(); k != "" {
+		if h, ok := f.st.HostByKey(k); ok && h.InfraID == jt.InfraID && h.State != state.HostDecommissioned {
+			// The same agent asking again (its first answer was lost): same host, no
+			// second use of the token.
+			return h
+		}
+	}
 	if !at.Before(jt.ExpiresAt) {
 		return state.Conflict("join token %s expired", jt.ID)
 	}
@@ -48,7 +55,7 @@ func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
 	if infra.Kind == "baremetal" {
 		st = state.HostDiscovered
 	}
-	h := &state.Host{ID: p.GetId(), InfraID: jt.InfraID, State: st, CreatedAt: at, LastSeen: at}
+	h := &state.Host{ID: p.GetId(), InfraID: jt.InfraID, State: st, CreatedAt: at, LastSeen: at, KeyID: m.GetKeyId()}
 	inventoryInto(h, p)
 	f.st.PutHost(h)
 	used := *jt

@@ -167,3 +167,13 @@ func (ca *CA) Pool() *x509.CertPool {
 func newSerial(rnd io.Reader) (*big.Int, error) {
 	return rand.Int(rnd, new(big.Int).Lsh(big.NewInt(1), 127))
 }
+
+// KeyID identifies a public key: the SHA-256 of its PKIX encoding, hex.
+func KeyID(pub any) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}

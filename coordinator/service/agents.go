@@ -100,18 +100,36 @@ func (s *Service) RegisterAgent(ctx context.Context, joinSecret string, reg Host
 	if ca == nil {
 		return nil, v1.Errorf(v1.CodeUnavailable, "the agent CA does not exist yet; retry shortly")
 	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, v1.InvalidField("csr", "certificate request: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, v1.InvalidField("csr", "certificate request signature: %v", err)
+	}
+	keyID, err := pki.KeyID(csr.PublicKey)
+	if err != nil {
+		return nil, v1.InvalidField("csr", "%v", err)
+	}
 	id, err := s.newID("host_")
 	if err != nil {
 		return nil, err
 	}
+	reg.ID, reg.InfraID = id, jt.InfraID
+	p := hostMsg(reg)
+	a, err := s.apply(ctx, command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{Host: p, JoinTokenId: jt.ID, At: unixNano(s.now()), KeyId: keyID}, id)
+	if err != nil {
+		return nil, err
+	}
+	// A retried registration (same key) gets the host the first attempt created.
+	if h, ok := a.Value.(*state.Host); ok {
+		id = h.ID
+	} else if hid := s.hostIDByKey(keyID); hid != "" {
+		id = hid
+	}
 	certDER, err := ca.SignClient(csrDER, id, s.now(), s.cfg.Rand)
 	if err != nil {
 		return nil, v1.InvalidField("csr", "%v", err)
-	}
-	reg.ID, reg.InfraID = id, jt.InfraID
-	p := hostMsg(reg)
-	if _, err := s.apply(ctx, command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{Host: p, JoinTokenId: jt.ID, At: unixNano(s.now())}, id); err != nil {
-		return nil, err
 	}
 	return &AgentRegistration{HostID: id, InfraID: jt.InfraID, CertificateDER: certDER, CADER: ca.Cert.Raw}, nil
 }
@@ -202,4 +220,14 @@ func (s *Service) LivenessHosts() []liveness.Host {
 		}
 	})
 	return out
+}
+
+func (s *Service) hostIDByKey(keyID string) string {
+	var id string
+	s.store.Read(func(st *state.State) {
+		if h, ok := st.HostByKey(keyID); ok {
+			id = h.ID
+		}
+	})
+	return id
 }

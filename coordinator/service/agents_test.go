@@ -97,13 +97,21 @@ func TestRegisterAgent(t *testing.T) {
 		t.Fatalf("host = %+v, %v; want an available host of %s", h, err, site.ID)
 	}
 
+	// The same agent asking again (its first answer lost): the same host, and the
+	// single-use token is not used a second time.
+	again, err := svc.RegisterAgent(ctx, once.Secret, reg, req)
+	if err != nil || again.HostID != got.HostID {
+		t.Fatalf("retried registration = %+v, %v; want host %s again", again, err, got.HostID)
+	}
+
 	// Refusals change nothing.
+	other, _ := csr(t)
 	before := tables(t, c)
 	refusals := []struct {
 		name, secret string
 		csr          []byte
 	}{
-		{"single-use token used again", once.Secret, req},
+		{"single-use token used by another agent", once.Secret, other},
 		{"unknown token", "dpj_nope", req},
 		{"garbage certificate request", rackTok.Secret, []byte("not a csr")},
 	}

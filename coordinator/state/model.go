@@ -95,6 +95,9 @@ type Host struct {
 	// ConnectedTo is the replica holding the agent's stream, as last recorded by the
 	// leader's liveness loop (written only when it changes).
 	ConnectedTo string `json:"connected_to,omitempty"`
+	// KeyID is the SHA-256 of the agent's public key: a registration retried with the same
+	// key (its first answer was lost) gets the same host instead of a second one.
+	KeyID string `json:"key_id,omitempty"`
 }
 
 // Address is the host's first usable IP address, or "" when it reported none.

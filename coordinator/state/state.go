@@ -26,6 +26,8 @@ type State struct {
 	joinTokenByHash map[string]string
 
 	hosts map[string]*Host
+	// hostByKey finds an agent's host by the ID of its key (idempotent registration).
+	hostByKey map[string]string
 	// free holds each infra's available hosts sorted by (CPUs, memory, ID): placement is a
 	// binary search plus a short scan instead of a sort of the whole fleet per create.
 	free map[string][]*Host
@@ -59,6 +61,7 @@ func New() *State {
 		joinTokens:      map[string]*JoinToken{},
 		joinTokenByHash: map[string]string{},
 		hosts:           map[string]*Host{},
+		hostByKey:       map[string]string{},
 		free:            map[string][]*Host{},
 		clusters:        map[string]*Cluster{},
 		clusterByName:   map[string]string{},
@@ -205,6 +208,15 @@ func (s *State) Host(id string) (*Host, bool) { h, ok := s.hosts[id]; return h, 
 // HostCount is the number of hosts, decommissioned ones included.
 func (s *State) HostCount() int { return len(s.hosts) }
 
+// HostByKey returns the host an agent key registered, if any.
+func (s *State) HostByKey(keyID string) (*Host, bool) {
+	id, ok := s.hostByKey[keyID]
+	if !ok {
+		return nil, false
+	}
+	return s.hosts[id], true
+}
+
 // Hosts lists hosts by creation time.
 func (s *State) Hosts() []*Host {
 	return sortedByCreation(s.hosts, func(h *Host) (time.Time, string) { return h.CreatedAt, h.ID })
@@ -228,6 +240,9 @@ func (s *State) PutHost(h *Host) {
 		s.free[old.InfraID] = removeFree(s.free[old.InfraID], old)
 	}
 	s.hosts[h.ID] = h
+	if h.KeyID != "" {
+		s.hostByKey[h.KeyID] = h.ID
+	}
 	if h.State == HostAvailable {
 		s.free[h.InfraID] = insertFree(s.free[h.InfraID], h)
 	}

@@ -1847,10 +1847,13 @@ func (x *SetAgentCA) GetAt() int64 {
 // expiry, infra and use count are checked and the use counted in the same command, so a
 // single-use token registers exactly one host however many agents race for it.
 type RegisterAgent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Host          *Host                  `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	JoinTokenId   string                 `protobuf:"bytes,2,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
-	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Host        *Host                  `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	JoinTokenId string                 `protobuf:"bytes,2,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
+	At          int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	// key_id is the SHA-256 of the agent's public key: a retry of a registration whose
+	// answer was lost returns the host the first one created.
+	KeyId         string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1904,6 +1907,13 @@ func (x *RegisterAgent) GetAt() int64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *RegisterAgent) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 // SetHostLiveness records a liveness transition decided by the leader: an agent whose lease
@@ -2137,11 +2147,12 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"SetAgentCA\x12\x19\n" +
 	"\bcert_der\x18\x01 \x01(\fR\acertDer\x12\x17\n" +
 	"\akey_der\x18\x02 \x01(\fR\x06keyDer\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"r\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"\x89\x01\n" +
 	"\rRegisterAgent\x12-\n" +
 	"\x04host\x18\x01 \x01(\v2\x19.deployme.raftcmd.v1.HostR\x04host\x12\"\n" +
 	"\rjoin_token_id\x18\x02 \x01(\tR\vjoinTokenId\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"\x89\x01\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\"\x89\x01\n" +
 	"\x0fSetHostLiveness\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\x12\x1b\n" +
