@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,19 +51,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.Kubectl, "kubectl", "", "path of kubectl (default: from $PATH; not used yet)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "agent: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if err := envflag.Apply(fs, getenv); err != nil {
-		fmt.Fprintf(stderr, "agent: %v\n", err)
-		return 2
+	if code, ok := envflag.Parse(fs, args, getenv, stderr); !ok {
+		return code
 	}
 	if *version {
 		fmt.Fprintln(stdout, buildinfo.String())

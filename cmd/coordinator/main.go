@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,19 +49,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "coordinator: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if err := envflag.Apply(fs, getenv); err != nil {
-		fmt.Fprintf(stderr, "coordinator: %v\n", err)
-		return 2
+	if code, ok := envflag.Parse(fs, args, getenv, stderr); !ok {
+		return code
 	}
 	if *version {
 		fmt.Fprintln(stdout, buildinfo.String())
