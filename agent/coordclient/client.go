@@ -79,8 +79,7 @@ func (c *Client) Run(ctx context.Context) error {
 	} else if err := c.loadCredentials(id); err != nil {
 		return err
 	}
-	c.stream(ctx)
-	return nil
+	return c.stream(ctx)
 }
 
 func (c *Client) loadCredentials(id *identity) error {

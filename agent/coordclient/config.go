@@ -27,6 +27,9 @@ var (
 	// ErrRegistrationRefused: the coordinator refused the registration for good (bad or
 	// expired token, invalid request).
 	ErrRegistrationRefused = errors.New("registration refused")
+	// ErrDecommissioned: the coordinators refuse this host's identity (it was
+	// decommissioned); only a new registration with a join token can bring it back.
+	ErrDecommissioned = errors.New("this host was decommissioned")
 )
 
 // Config configures a Client. Start from DefaultConfig.

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/deployme/deployme/agent/inventory"
 	"github.com/deployme/deployme/internal/logkey"
@@ -21,13 +23,27 @@ type redirectError struct{ addr string }
 
 func (e *redirectError) Error() string { return "redirected to " + e.addr }
 
-// stream keeps a session open until ctx ends, reconnecting after every failure.
-func (c *Client) stream(ctx context.Context) {
+// decommissionedAfter is how many coordinators in a row must refuse the host before the
+// agent believes it was decommissioned (a replica catches up with the log before refusing,
+// so one refusal is already reliable; a few guard against a misbehaving replica).
+const decommissionedAfter = 3
+
+// stream keeps a session open until ctx ends, reconnecting after every failure. It returns
+// ErrDecommissioned once coordinators keep refusing the host: retrying would never succeed.
+func (c *Client) stream(ctx context.Context) error {
+	refused := 0
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		addr := c.current()
 		welcomed, err := c.session(ctx, addr)
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if status.Code(err) == codes.PermissionDenied {
+			if refused++; refused >= decommissionedAfter {
+				return fmt.Errorf("%w: %v", ErrDecommissioned, err)
+			}
+		} else {
+			refused = 0
 		}
 		var rd *redirectError
 		switch {
@@ -44,9 +60,10 @@ func (c *Client) stream(ctx context.Context) {
 		d := c.backoff(attempt)
 		c.log.Warn("coordinator stream ended, reconnecting", logkey.Addr, addr, logkey.Err, err, "retry_in", d)
 		if sleep(ctx, d) != nil {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 type received struct {

@@ -138,13 +138,27 @@ func TestAgentJoinsEndToEnd(t *testing.T) {
 	})
 
 	// Restarted without the token: the same identity, back online.
-	startAgent(t, args...)
+	back := startAgent(t, args...)
 	waitUntil(t, 30*time.Second, "the host to come back", func() bool {
 		h, err := cl.GetHost(ctx, host.ID)
 		return err == nil && h.State == v1.HostAvailable
 	})
 	if hosts, _ := cl.ListHosts(ctx, client.ListOptions{InfraID: infra.ID}); hosts.Total != 1 {
 		t.Fatalf("%d hosts after the restart, want the same single host", hosts.Total)
+	}
+
+	// Decommissioned: the coordinator refuses the host's certificate, and the agent stops
+	// retrying and exits 1.
+	if err := cl.DecommissionHost(ctx, host.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-back.exited:
+		if code := back.cmd.ProcessState.ExitCode(); code != 1 {
+			t.Errorf("agent of a decommissioned host exited %d, want 1", code)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("agent of a decommissioned host kept running; output:\n%s", tail(back.out.String(), 2000))
 	}
 
 	// A wrong token registers nothing, and the agent says so with exit code 1.
