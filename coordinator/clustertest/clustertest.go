@@ -203,9 +203,6 @@ func (r *Replica) URL() string { return "http://" + r.addrs[0] }
 // GRPCAddr is the replica's agent (gRPC) address.
 func (r *Replica) GRPCAddr() string { return r.addrs[1] }
 
-// RaftAddr is the replica's Raft (peer) address.
-func (r *Replica) RaftAddr() string { return r.addrs[2] }
-
 // DataDir is the replica's data directory.
 func (r *Replica) DataDir() string { return r.dataDir }
 
