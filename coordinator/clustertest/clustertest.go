@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,7 +234,18 @@ func (r *Replica) Stop() {
 		return
 	}
 	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		// A stop that hangs is a bug worth a full picture: every goroutine's stack says
+		// what the replica is still waiting for.
+		var buf strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+		r.c.t.Errorf("replica %s still stopping after 15 s; goroutines:\n%s", r.ID, buf.String())
+		err = <-done
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		r.c.t.Errorf("replica %s stopped with error: %v", r.ID, err)
 	}
 }
