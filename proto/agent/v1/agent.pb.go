@@ -1071,11 +1071,15 @@ func (x *HeartbeatAck) GetHeartbeatIntervalMs() int64 {
 	return 0
 }
 
+// StepAssignment asks the agent to run one step (docs/steps.md). A repeat of a finished
+// step_id is answered with the stored result, never run again.
 type StepAssignment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StepId        string                 `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	StepId string                 `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Params map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Files to write under the agent's root before the step runs (PKI, manifests).
+	Files         []*File `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1131,6 +1135,74 @@ func (x *StepAssignment) GetParams() map[string]string {
 	return nil
 }
 
+func (x *StepAssignment) GetFiles() []*File {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type File struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute path on the host, as if the root were "/".
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Content       []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *File) Reset() {
+	*x = File{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *File) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*File) ProtoMessage() {}
+
+func (x *File) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use File.ProtoReflect.Descriptor instead.
+func (*File) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *File) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *File) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *File) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 type Redirect struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -1140,7 +1212,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1224,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1237,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1267,14 +1339,19 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fcoordinators\x18\x03 \x03(\tR\fcoordinators\"T\n" +
 	"\fHeartbeatAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"\xbf\x01\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"\xee\x01\n" +
 	"\x0eStepAssignment\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12E\n" +
-	"\x06params\x18\x03 \x03(\v2-.deployme.agent.v1.StepAssignment.ParamsEntryR\x06params\x1a9\n" +
+	"\x06params\x18\x03 \x03(\v2-.deployme.agent.v1.StepAssignment.ParamsEntryR\x06params\x12-\n" +
+	"\x05files\x18\x04 \x03(\v2\x17.deployme.agent.v1.FileR\x05files\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"$\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"H\n" +
+	"\x04File\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\"$\n" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress2\xff\x01\n" +
 	"\x05Agent\x12S\n" +
@@ -1294,7 +1371,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*Disk)(nil),               // 0: deployme.agent.v1.Disk
 	(*NIC)(nil),                // 1: deployme.agent.v1.NIC
@@ -1311,16 +1388,17 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Welcome)(nil),            // 12: deployme.agent.v1.Welcome
 	(*HeartbeatAck)(nil),       // 13: deployme.agent.v1.HeartbeatAck
 	(*StepAssignment)(nil),     // 14: deployme.agent.v1.StepAssignment
-	(*Redirect)(nil),           // 15: deployme.agent.v1.Redirect
-	nil,                        // 16: deployme.agent.v1.Inventory.VersionsEntry
-	nil,                        // 17: deployme.agent.v1.Inventory.LabelsEntry
-	nil,                        // 18: deployme.agent.v1.StepAssignment.ParamsEntry
+	(*File)(nil),               // 15: deployme.agent.v1.File
+	(*Redirect)(nil),           // 16: deployme.agent.v1.Redirect
+	nil,                        // 17: deployme.agent.v1.Inventory.VersionsEntry
+	nil,                        // 18: deployme.agent.v1.Inventory.LabelsEntry
+	nil,                        // 19: deployme.agent.v1.StepAssignment.ParamsEntry
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: deployme.agent.v1.Inventory.disks:type_name -> deployme.agent.v1.Disk
 	1,  // 1: deployme.agent.v1.Inventory.nics:type_name -> deployme.agent.v1.NIC
-	16, // 2: deployme.agent.v1.Inventory.versions:type_name -> deployme.agent.v1.Inventory.VersionsEntry
-	17, // 3: deployme.agent.v1.Inventory.labels:type_name -> deployme.agent.v1.Inventory.LabelsEntry
+	17, // 2: deployme.agent.v1.Inventory.versions:type_name -> deployme.agent.v1.Inventory.VersionsEntry
+	18, // 3: deployme.agent.v1.Inventory.labels:type_name -> deployme.agent.v1.Inventory.LabelsEntry
 	2,  // 4: deployme.agent.v1.RegisterRequest.inventory:type_name -> deployme.agent.v1.Inventory
 	8,  // 5: deployme.agent.v1.AgentMessage.hello:type_name -> deployme.agent.v1.Hello
 	9,  // 6: deployme.agent.v1.AgentMessage.heartbeat:type_name -> deployme.agent.v1.Heartbeat
@@ -1330,19 +1408,20 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	12, // 10: deployme.agent.v1.CoordinatorMessage.welcome:type_name -> deployme.agent.v1.Welcome
 	13, // 11: deployme.agent.v1.CoordinatorMessage.heartbeat_ack:type_name -> deployme.agent.v1.HeartbeatAck
 	14, // 12: deployme.agent.v1.CoordinatorMessage.step:type_name -> deployme.agent.v1.StepAssignment
-	15, // 13: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
-	18, // 14: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
-	3,  // 15: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
-	5,  // 16: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
-	7,  // 17: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
-	4,  // 18: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
-	6,  // 19: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
-	11, // 20: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 13: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
+	19, // 14: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
+	15, // 15: deployme.agent.v1.StepAssignment.files:type_name -> deployme.agent.v1.File
+	3,  // 16: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
+	5,  // 17: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
+	7,  // 18: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
+	4,  // 19: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
+	6,  // 20: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
+	11, // 21: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1368,7 +1447,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
