@@ -45,6 +45,9 @@ const (
 	TypeSetAgentCA       Type = 19
 	TypeRegisterAgent    Type = 20
 	TypeSetHostLiveness  Type = 21
+	TypeSetClusterPKI    Type = 22
+	TypeDispatchStep     Type = 23
+	TypeReportStep       Type = 24
 )
 
 // Version is the payload encoding version written by this code.
@@ -72,6 +75,9 @@ var names = map[Type]string{
 	TypeSetAgentCA:       "set_agent_ca",
 	TypeRegisterAgent:    "register_agent",
 	TypeSetHostLiveness:  "set_host_liveness",
+	TypeSetClusterPKI:    "set_cluster_pki",
+	TypeDispatchStep:     "dispatch_step",
+	TypeReportStep:       "report_step",
 }
 
 func (t Type) String() string {
@@ -129,6 +135,12 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.RegisterAgent{}, nil
 	case TypeSetHostLiveness:
 		return &raftcmdv1.SetHostLiveness{}, nil
+	case TypeSetClusterPKI:
+		return &raftcmdv1.SetClusterPKI{}, nil
+	case TypeDispatchStep:
+		return &raftcmdv1.DispatchStep{}, nil
+	case TypeReportStep:
+		return &raftcmdv1.ReportStep{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

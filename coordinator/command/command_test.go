@@ -66,6 +66,13 @@ var samples = map[command.Type]proto.Message{
 	command.TypeRegisterAgent: &raftcmdv1.RegisterAgent{JoinTokenId: "jt_1", At: 15,
 		Host: &raftcmdv1.Host{Id: "host_1", InfraId: "infra_1", Hostname: "h1", Cpus: 2, MemoryBytes: 1 << 30}},
 	command.TypeSetHostLiveness: &raftcmdv1.SetHostLiveness{HostId: "host_1", Online: true, LastSeen: 16, At: 17},
+	command.TypeSetClusterPKI: &raftcmdv1.SetClusterPKI{ClusterId: "cls_a", CaCert: []byte("c"), CaKeySealed: []byte("k"),
+		FrontProxyCaCert: []byte("f"), FrontProxyCaKeySealed: []byte("fk"), EtcdCaCert: []byte("e"), EtcdCaKeySealed: []byte("ek"),
+		SaPub: []byte("p"), SaKeySealed: []byte("sk"), KeyringId: "0102030405060708", At: 18},
+	command.TypeDispatchStep: &raftcmdv1.DispatchStep{HostId: "host_1", Step: "credentials", Attempt: 2, Executor: "host_0", At: 19,
+		Cred: &raftcmdv1.JoinCred{TokenSealed: []byte("t"), ExpiresAt: 20, KeyringId: "0102030405060708"}},
+	command.TypeReportStep: &raftcmdv1.ReportStep{Reporter: "host_0", StepId: "host_1.credentials.2", State: "failed",
+		Message: "m", Reason: "kubeadm.exit_1", OutputTail: "error", At: 21},
 	command.TypeIdempotent: &raftcmdv1.Idempotent{Key: "tok_a/k1", Fingerprint: "POST /v1/tokens sha256:ab", At: 13,
 		// A whole inner entry: type byte, version byte, payload (DeleteToken{Id: "tok_b"}).
 		Inner: []byte{byte(command.TypeDeleteToken), command.Version, 0x0a, 0x05, 't', 'o', 'k', '_', 'b'}},
@@ -117,6 +124,7 @@ func TestTypesAreStable(t *testing.T) {
 		"create_join_token": 6, "delete_join_token": 7, "register_host": 8, "decommission_host": 9,
 		"create_cluster": 10, "patch_cluster": 11, "upgrade_cluster": 12, "delete_cluster": 13,
 		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20, "set_host_liveness": 21,
+		"set_cluster_pki": 22, "dispatch_step": 23, "report_step": 24,
 	}
 	got := map[string]uint8{}
 	for _, typ := range knownTypes() {

@@ -143,7 +143,8 @@ func (f *FSM) reserve(clusterID, hostID, role string, at time.Time) {
 	nh.State = state.HostAssigned
 	nh.ClusterID = clusterID
 	f.st.PutHost(&nh)
-	f.st.PutNode(&state.Node{HostID: hostID, ClusterID: clusterID, Role: role, State: state.NodeReserved, CreatedAt: at, UpdatedAt: at})
+	f.st.PutNode(&state.Node{HostID: hostID, ClusterID: clusterID, Role: role, State: state.NodeReserved,
+		Steps: state.NewSteps(state.PlanFor(role)...), CreatedAt: at, UpdatedAt: at})
 }
 
 // release frees a node's host; called only for nodes with nothing installed.
@@ -268,10 +269,7 @@ func (f *FSM) shrinkWorkers(clusterID string, n int, at time.Time) {
 			f.release(nd)
 			continue
 		}
-		nn := *nd
-		nn.State = state.NodeRemoving
-		nn.UpdatedAt = at
-		f.st.PutNode(&nn)
+		f.markRemoving(nd, at)
 	}
 }
 
@@ -321,10 +319,7 @@ func (f *FSM) applyDeleteCluster(m *raftcmdv1.DeleteCluster) any {
 		}
 		remaining++
 		if n.State != state.NodeRemoving {
-			nn := *n
-			nn.State = state.NodeRemoving
-			nn.UpdatedAt = at
-			f.st.PutNode(&nn)
+			f.markRemoving(n, at)
 		}
 	}
 	if remaining == 0 {

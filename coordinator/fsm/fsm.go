@@ -139,6 +139,12 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applyRegisterAgent(m)
 	case *raftcmdv1.SetHostLiveness:
 		return f.applySetHostLiveness(m)
+	case *raftcmdv1.SetClusterPKI:
+		return f.applySetClusterPKI(m)
+	case *raftcmdv1.DispatchStep:
+		return f.applyDispatchStep(m)
+	case *raftcmdv1.ReportStep:
+		return f.applyReportStep(m)
 	}
 	// command.New and this switch list the same types; reaching here is a programming error
 	// caught by the codec test that applies every type.

@@ -240,6 +240,17 @@ func fill(r *replay) {
 	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_gone", "gone", "managed", fsm.ManagedInfraID, 1, 1, "small"))
 	r.ok(command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: "cls_gone", At: r.at()})
 
+	// cls_dc gets its PKI and its first control plane starts its plan: preflight passes,
+	// prepare fails once (the failure, its reason and output are kept).
+	r.ok(command.TypeSetClusterPKI, &raftcmdv1.SetClusterPKI{ClusterId: "cls_dc", CaCert: []byte("ca"), CaKeySealed: []byte("sealed"), KeyringId: "k1", At: r.at()})
+	dcInit := r.nodes("cls_dc")[0].HostID
+	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: dcInit, Step: state.StepPreflight, Attempt: 1, Executor: dcInit, At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPreflight, 1), State: state.StepRunning, Message: "swap", At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPreflight, 1), State: state.StepSucceeded, At: r.at()})
+	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: dcInit, Step: state.StepPrepare, Attempt: 1, Executor: dcInit, At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPrepare, 1), State: state.StepFailed,
+		Reason: "io", OutputTail: "permission denied", At: r.at()})
+
 	r.ok(command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: []byte("ca-cert"), KeyDer: []byte("ca-key"), At: r.at()})
 	// An agent registers with the dc1 join token (10 uses): the host appears and the use counts.
 	r.ok(command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(),
@@ -431,6 +442,25 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "state of a host in no cluster", typ: command.TypeSetNodeState, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.SetNodeState{HostId: "host_d3", State: "joined", At: r.at()}
+			}},
+		{name: "second PKI is ignored, a missing cluster's refused", typ: command.TypeSetClusterPKI, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetClusterPKI{ClusterId: "cls_nope", CaCert: []byte("x"), At: r.at()}
+			}},
+		{name: "step out of order", typ: command.TypeDispatchStep, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				h := r.nodes("cls_dc")[0].HostID
+				return &raftcmdv1.DispatchStep{HostId: h, Step: state.StepInit, Attempt: 1, Executor: h, At: r.at()}
+			}},
+		{name: "attempt that does not follow", typ: command.TypeDispatchStep, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				h := r.nodes("cls_dc")[0].HostID
+				return &raftcmdv1.DispatchStep{HostId: h, Step: state.StepPrepare, Attempt: 5, Executor: h, At: r.at()}
+			}},
+		{name: "report from a host that does not run the step", typ: command.TypeReportStep, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				h := r.nodes("cls_dc")[0].HostID
+				return &raftcmdv1.ReportStep{Reporter: "host_d3", StepId: state.StepID(h, state.StepPrepare, 1), State: state.StepSucceeded, At: r.at()}
 			}},
 		{name: "liveness of a missing host", typ: command.TypeSetHostLiveness, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

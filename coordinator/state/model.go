@@ -137,6 +137,25 @@ type Cluster struct {
 	InfraID           string    `json:"infra_id"`
 	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
+	// PKI is set once, by the leader, before any node gets its certificates.
+	PKI *ClusterPKI `json:"pki,omitempty"`
+	// InitHost is the host whose `kubeadm init` succeeded; once set, no init step can start
+	// again for this cluster.
+	InitHost string `json:"init_host,omitempty"`
+}
+
+// ClusterPKI is a cluster's CAs and service-account key pair; the private keys are sealed
+// with the coordinator keyring (KeyringID names the key).
+type ClusterPKI struct {
+	CACert                []byte `json:"ca_cert"`
+	CAKeySealed           []byte `json:"ca_key_sealed"`
+	FrontProxyCACert      []byte `json:"front_proxy_ca_cert"`
+	FrontProxyCAKeySealed []byte `json:"front_proxy_ca_key_sealed"`
+	EtcdCACert            []byte `json:"etcd_ca_cert"`
+	EtcdCAKeySealed       []byte `json:"etcd_ca_key_sealed"`
+	SAPub                 []byte `json:"sa_pub"`
+	SAKeySealed           []byte `json:"sa_key_sealed"`
+	KeyringID             string `json:"keyring_id"`
 }
 
 // Node roles.
@@ -164,6 +183,17 @@ type Node struct {
 	Step      string    `json:"step,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Steps is the node's plan, in order, with each step's last attempt.
+	Steps []Step `json:"steps,omitempty"`
+	// Cred is the bootstrap token minted for this node's join.
+	Cred *JoinCred `json:"cred,omitempty"`
+}
+
+// JoinCred is a just-in-time bootstrap token, sealed with the coordinator keyring.
+type JoinCred struct {
+	TokenSealed []byte    `json:"token_sealed"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	KeyringID   string    `json:"keyring_id"`
 }
 
 // IsControlPlane tells whether the node runs the control plane.

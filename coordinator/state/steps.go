@@ -1,0 +1,117 @@
+package state
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Step names (docs/steps.md is the contract with the agent).
+const (
+	StepPreflight   = "preflight"
+	StepPrepare     = "prepare"
+	StepPKI         = "pki"
+	StepInit        = "init"
+	StepCNI         = "cni"
+	StepCredentials = "credentials"
+	StepJoin        = "join"
+	StepReady       = "ready"
+	StepReset       = "reset"
+)
+
+// Step states.
+const (
+	StepPending   = "pending"
+	StepRunning   = "running"
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+)
+
+// Step is one named step of a node's plan and its latest attempt.
+type Step struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Attempt int    `json:"attempt,omitempty"`
+	// Executor is the host that runs the attempt: the node's own host, except for
+	// `credentials`, which a joined control plane runs on the node's behalf.
+	Executor  string    `json:"executor,omitempty"`
+	Phase     string    `json:"phase,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Output    string    `json:"output,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+}
+
+// PlanFor is the ordered step list of a node with that role.
+func PlanFor(role string) []string {
+	switch role {
+	case RoleInitControlPlane:
+		return []string{StepPreflight, StepPrepare, StepPKI, StepInit, StepCNI, StepReady}
+	case RoleControlPlane:
+		return []string{StepPreflight, StepPrepare, StepPKI, StepCredentials, StepJoin, StepReady}
+	default:
+		return []string{StepPreflight, StepPrepare, StepCredentials, StepJoin, StepReady}
+	}
+}
+
+// NewSteps returns a fresh plan of pending steps.
+func NewSteps(names ...string) []Step {
+	out := make([]Step, len(names))
+	for i, n := range names {
+		out[i] = Step{Name: n, State: StepPending}
+	}
+	return out
+}
+
+// StepID names one attempt of one step of the node on hostID.
+func StepID(hostID, step string, attempt int) string {
+	return hostID + "." + step + "." + strconv.Itoa(attempt)
+}
+
+// ParseStepID splits a step id; ok is false for anything malformed.
+func ParseStepID(id string) (hostID, step string, attempt int, ok bool) {
+	last := strings.LastIndexByte(id, '.')
+	if last <= 0 {
+		return "", "", 0, false
+	}
+	mid := strings.LastIndexByte(id[:last], '.')
+	if mid <= 0 {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(id[last+1:])
+	if err != nil || n < 1 || strconv.Itoa(n) != id[last+1:] {
+		return "", "", 0, false
+	}
+	return id[:mid], id[mid+1 : last], n, true
+}
+
+// StepIndex returns the index of the named step in the node's plan, or -1.
+func (n *Node) StepIndex(name string) int {
+	for i, s := range n.Steps {
+		if s.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Next returns the index of the node's first step that has not succeeded, or -1 when the
+// whole plan is done.
+func (n *Node) Next() int {
+	for i, s := range n.Steps {
+		if s.State != StepSucceeded {
+			return i
+		}
+	}
+	return -1
+}
+
+// Done tells whether the named step has succeeded.
+func (n *Node) Done(name string) bool {
+	i := n.StepIndex(name)
+	return i >= 0 && n.Steps[i].State == StepSucceeded
+}
+
+// String is for logs.
+func (s Step) String() string { return fmt.Sprintf("%s#%d(%s)", s.Name, s.Attempt, s.State) }
