@@ -32,19 +32,29 @@ func newNode(t *testing.T) *node {
 	if coordinatorBin == "" {
 		t.Skip("process tests build and run the coordinator binary; skipped in -short mode")
 	}
-	return &node{t: t, dataDir: t.TempDir(), httpAddr: freeAddr(t), grpcAddr: freeAddr(t), raft: freeAddr(t)}
+	a := freeAddrs(t, 3)
+	return &node{t: t, dataDir: t.TempDir(), httpAddr: a[0], grpcAddr: a[1], raft: a[2]}
 }
 
 // freeAddr picks a free 127.0.0.1 port: the process must be told its port (it is what the
 // Raft configuration records), and a restart must get the same one.
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrs(t, 1)[0] }
+
+// freeAddrs picks n distinct free loopback ports. The listeners stay open until all are
+// picked: closed one by one, the kernel may hand the same port out twice (a node once got
+// one port for both HTTP and gRPC).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	out := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return out
 }
 
 func (n *node) url() string { return "http://" + n.httpAddr }

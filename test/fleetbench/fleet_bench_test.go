@@ -199,14 +199,20 @@ type member struct {
 	ready                        bool
 }
 
-func freeAddr(b *testing.B) string {
+// freeAddrs picks n distinct free loopback ports, holding each until all are picked (closed
+// one by one, the kernel may hand the same port out twice).
+func freeAddrs(b *testing.B, n int) []string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	out := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return out
 }
 
 func (m *member) url() string { return "http://" + m.httpAddr }
@@ -291,9 +297,11 @@ func startCluster(b *testing.B, replicas int) []*member {
 		b.Fatal(err)
 	}
 	var ms []*member
+	all := freeAddrs(b, 3*replicas)
 	for i := range replicas {
+		addrs := all[3*i : 3*i+3]
 		m := &member{b: b, id: fmt.Sprintf("n%d", i+1), dataDir: b.TempDir(),
-			httpAddr: freeAddr(b), grpcAddr: freeAddr(b), raftAddr: freeAddr(b),
+			httpAddr: addrs[0], grpcAddr: addrs[1], raftAddr: addrs[2],
 			args: []string{"--admin-token-file", tokenFile}}
 		if i == 0 {
 			m.start()
