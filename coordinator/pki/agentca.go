@@ -1,6 +1,8 @@
 // Package pki issues the certificates the coordinator needs: the agent CA that identifies
 // hosts (a client certificate per host, signed from the agent's own certificate request) and
-// the server certificates replicas present to agents. Keys are ECDSA P-256.
+// the server certificates replicas present to agents; each cluster's CAs and
+// service-account key, and admin kubeconfigs signed by them; and the keyring that seals
+// private keys and join tokens at rest in Raft. Keys are ECDSA P-256.
 package pki
 
 import (
