@@ -53,6 +53,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Steps, when set, lets the service push step assignments and record step updates.
+	Steps StepBackend
 	// HeartbeatInterval, when positive, is the interval agents are told to use, whatever
 	// the fleet size (tests); zero means 5 s plus 1 s per 1,000 hosts, at most 30 s.
 	HeartbeatInterval time.Duration
@@ -69,11 +71,12 @@ type Server struct {
 	certs   *certCache
 	leases  *Leases
 	seen    *seenIDs
+	streams *streams
 }
 
 // New returns the agent service.
 func New(cfg Config, b Backend) *Server {
-	s := &Server{cfg: cfg, backend: b, log: cfg.Logger, now: cfg.Now, leases: NewLeases(), seen: newSeenIDs(seenPerHost)}
+	s := &Server{cfg: cfg, backend: b, log: cfg.Logger, now: cfg.Now, leases: NewLeases(), seen: newSeenIDs(seenPerHost), streams: newStreams()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -225,11 +228,19 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 	}
 	s.leases.Renew(host, s.cfg.ReplicaID, s.now())
 	log.Info("agent connected", "agent_version", first.GetHello().GetAgentVersion())
-	if err := stream.Send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_Welcome{Welcome: &agentv1.Welcome{
+	conn := &streamConn{host: host, stream: stream, sent: map[string]bool{}}
+	if err := conn.send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_Welcome{Welcome: &agentv1.Welcome{
 		HostId: host, HeartbeatIntervalMs: interval.Milliseconds(), Coordinators: s.backend.AgentCoordinators(),
 	}}}); err != nil {
 		return err
 	}
+	// Results the agent finished while it had no stream: recorded first, so the dispatcher
+	// does not push those steps again.
+	for _, u := range first.GetHello().GetLastSteps() {
+		s.stepUpdate(ctx, log, conn, u)
+	}
+	s.streams.add(conn)
+	defer s.streams.remove(conn)
 	for {
 		m, err := recv()
 		if err != nil {
@@ -243,7 +254,7 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 			}
 			s.leases.Renew(host, s.cfg.ReplicaID, s.now())
 			interval = s.interval()
-			if err := stream.Send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_HeartbeatAck{HeartbeatAck: &agentv1.HeartbeatAck{
+			if err := conn.send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_HeartbeatAck{HeartbeatAck: &agentv1.HeartbeatAck{
 				Seq: body.Heartbeat.GetSeq(), HeartbeatIntervalMs: interval.Milliseconds(),
 			}}}); err != nil {
 				return err
@@ -260,7 +271,7 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 			}
 		case *agentv1.AgentMessage_StepUpdate:
 			s.leases.Renew(host, s.cfg.ReplicaID, s.now())
-			log.Debug("step update ignored (steps are not implemented yet)", "step_id", body.StepUpdate.GetStepId(), "state", body.StepUpdate.GetState())
+			s.stepUpdate(ctx, log, conn, body.StepUpdate)
 		case *agentv1.AgentMessage_Hello:
 			return status.Error(codes.InvalidArgument, "hello is only valid as the first message")
 		default:

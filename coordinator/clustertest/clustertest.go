@@ -146,6 +146,17 @@ func (r *Replica) start() error {
 	// Hosts put into state through the service have no agent behind them: liveness would
 	// mark them offline. Tests about liveness turn it back on in Configure.
 	cfg.Liveness.TTL = 0
+	// Nor could their clusters be provisioned: tests that run agents turn the reconciler on.
+	cfg.NoReconciler = true
+	// Every replica needs the same keyring; operators copy it, the harness does too.
+	if r.Index > 0 {
+		if err := copyKeyring(r.c.Replicas[0].dataDir, r.dataDir); err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return err
+		}
+	}
 	if r.c.opts.Replicas <= 1 {
 		// A single voter elects itself at once with short timeouts.
 		cfg.Raft.HeartbeatTimeout = 200 * time.Millisecond
@@ -248,6 +259,22 @@ func (r *Replica) Stop() {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		r.c.t.Errorf("replica %s stopped with error: %v", r.ID, err)
 	}
+}
+
+// copyKeyring gives a replica the first replica's keyring, unless it has one.
+func copyKeyring(from, to string) error {
+	dst := filepath.Join(to, "keyring")
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(from, "keyring"))
+	if err != nil {
+		return fmt.Errorf("copy keyring: %w", err)
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
 }
 
 // Restart starts a stopped replica (or stops and starts a running one) on the same data dir

@@ -30,7 +30,9 @@ import (
 	"github.com/deployme/deployme/coordinator/fsm"
 	"github.com/deployme/deployme/coordinator/liveness"
 	"github.com/deployme/deployme/coordinator/peer"
+	"github.com/deployme/deployme/coordinator/pki"
 	"github.com/deployme/deployme/coordinator/raftnode"
+	"github.com/deployme/deployme/coordinator/scheduler"
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/coordinator/state"
 	"github.com/deployme/deployme/internal/logkey"
@@ -64,8 +66,14 @@ type Config struct {
 	// AgentAcceptRate and AgentAcceptBurst pace new agent connections (0: no limit).
 	AgentAcceptRate  float64
 	AgentAcceptBurst int
-	// LeaderLoops run on the leader only (the reconciler, later).
+	// LeaderLoops run on the leader only, after the built-in ones.
 	LeaderLoops []LeaderLoop
+	// Scheduler configures the reconciler that drives clusters through their steps (its
+	// Keyring is set from the data dir).
+	Scheduler scheduler.Config
+	// NoReconciler turns the reconciler off: for tests that put agentless hosts into state
+	// and move clusters by hand.
+	NoReconciler bool
 	// Liveness is how long an agent may go unheard before its host is offline (TTL), and
 	// how long a new leader waits beyond that before declaring anything offline (Grace).
 	// A zero TTL turns liveness off (tests that put agentless hosts into state).
@@ -104,6 +112,7 @@ func DefaultConfig() Config {
 		Liveness:         liveness.Policy{TTL: 20 * time.Second, Grace: 20 * time.Second},
 		Raft:             raftnode.DefaultConfig(),
 		Service:          service.DefaultConfig(),
+		Scheduler:        scheduler.DefaultConfig(),
 		REST:             rest.DefaultConfig(),
 		Stdout:           os.Stdout,
 	}
@@ -241,7 +250,21 @@ func New(cfg Config) (s *Server, err error) {
 		Logger:     logger.With(logkey.Component, "forward"),
 	}, node, f)
 
+	// The keyring seals cluster keys and join tokens. A new cluster's first replica makes
+	// one; a joining replica must be given a copy (docs/operations.md), and without it
+	// still serves everything but cluster secrets.
+	keyring, err := pki.LoadOrCreateKeyring(filepath.Join(cfg.DataDir, "keyring"), len(cfg.Join) == 0)
+	switch {
+	case errors.Is(err, pki.ErrNoKeyring):
+		logger.Warn("no coordinator keyring: this replica cannot hand out cluster keys or kubeconfigs; copy <data-dir>/keyring from another replica and restart",
+			"path", filepath.Join(cfg.DataDir, "keyring"))
+		keyring = nil
+	case err != nil:
+		return nil, err
+	}
+
 	sc := cfg.Service
+	sc.Keyring = keyring
 	sc.NodeID = cfg.NodeID
 	sc.AdvertiseHTTP = cfg.AdvertiseHTTP
 	sc.AdvertiseGRPC = cfg.AdvertiseGRPC
@@ -267,7 +290,15 @@ func New(cfg Config) (s *Server, err error) {
 	h := rest.New(svc, hc)
 
 	srv.handler, srv.registry = h, reg
-	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, HeartbeatInterval: cfg.AgentHeartbeat, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
+	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, HeartbeatInterval: cfg.AgentHeartbeat,
+		Steps: svc, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
+	if !cfg.NoReconciler {
+		schc := cfg.Scheduler
+		schc.Keyring = keyring
+		schc.Logger = logger
+		rec := scheduler.New(schc, f, svc)
+		srv.lead.loops = append(srv.lead.loops, LeaderLoop{Name: "reconciler", Run: rec.Run})
+	}
 	if cfg.Liveness.TTL > 0 {
 		srv.lead.loops = append(srv.lead.loops, LeaderLoop{Name: "liveness", Run: srv.livenessLoop})
 	}
@@ -344,6 +375,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return s.lead.run(gctx) })
+	g.Go(func() error { return s.agents.RunDispatch(gctx) })
 	g.Go(func() error {
 		if err := s.join(gctx); err != nil {
 			if gctx.Err() != nil {

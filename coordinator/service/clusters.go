@@ -8,7 +8,10 @@ import (
 	"github.com/deployme/deployme/api/rest"
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/pki"
+	"github.com/deployme/deployme/coordinator/scheduler"
 	"github.com/deployme/deployme/coordinator/state"
+	"github.com/deployme/deployme/internal/logkey"
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
 )
 
@@ -205,8 +208,9 @@ func (s *Service) DeleteCluster(ctx context.Context, id string) error {
 	return err
 }
 
-// Kubeconfig issues an admin kubeconfig once the control plane is up.
-func (s *Service) Kubeconfig(ctx context.Context, id string, _ time.Duration) ([]byte, error) {
+// Kubeconfig issues an admin kubeconfig once the control plane is up: a fresh client
+// certificate (group kubeadm:cluster-admins) signed by the cluster CA, for the endpoint.
+func (s *Service) Kubeconfig(ctx context.Context, id string, ttl time.Duration) ([]byte, error) {
 	if err := s.linearize(ctx); err != nil {
 		return nil, err
 	}
@@ -215,9 +219,17 @@ func (s *Service) Kubeconfig(ctx context.Context, id string, _ time.Duration) ([
 	if c == nil {
 		return nil, notFound("cluster", id)
 	}
-	// Issuing needs the cluster CA, which exists once kubeadm init has run on the first
-	// control plane; until then the answer is 409 whatever the status.
-	return nil, v1.Errorf(v1.CodeConflict, "the control plane of cluster %s is not up yet (status %s)", id, c.Status).With("status", c.Status)
+	// The API server answers once kubeadm init has succeeded on the first control plane;
+	// until then the answer is 409 whatever the status.
+	if c.InitHost == "" || c.PKI == nil || c.Status == state.StatusDeleting {
+		return nil, v1.Errorf(v1.CodeConflict, "the control plane of cluster %s is not up yet (status %s)", id, c.Status).With("status", c.Status)
+	}
+	p, err := scheduler.OpenPKI(c, s.cfg.Keyring)
+	if err != nil {
+		s.log.Error("cannot open cluster PKI", logkey.ClusterID, id, logkey.Err, err)
+		return nil, v1.Errorf(v1.CodeInternal, "this replica cannot open the cluster's keys: %v", err)
+	}
+	return pki.AdminKubeconfig(p, scheduler.ClusterName(c), c.Endpoint, ttl, s.now())
 }
 
 // ClusterNodes lists a cluster's nodes.

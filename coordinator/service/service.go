@@ -22,6 +22,7 @@ import (
 	"github.com/deployme/deployme/coordinator/command"
 	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/raftnode"
+	"github.com/deployme/deployme/coordinator/pki"
 	"github.com/deployme/deployme/coordinator/state"
 	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
@@ -67,6 +68,9 @@ type Config struct {
 	// EventWait is how long an event follower waits before an empty answer (keepalive).
 	EventWait time.Duration
 	Logger    *slog.Logger
+	// Keyring opens the sealed cluster keys and join tokens (nil: this replica has none,
+	// and cannot issue kubeconfigs or hand steps their secrets).
+	Keyring *pki.Keyring
 	// Now and Rand are the clock and entropy (tests replace them).
 	Now  func() time.Time
 	Rand io.Reader

@@ -1,0 +1,175 @@
+package agentsvc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/deployme/deployme/coordinator/service"
+	"github.com/deployme/deployme/internal/logkey"
+	agentv1 "github.com/deployme/deployme/proto/agent/v1"
+)
+
+// StepBackend is what step dispatch needs from the application layer.
+type StepBackend interface {
+	// ReportStep records an agent's step update; a stale one (an attempt that is no longer
+	// current) returns an error wrapping service.ErrStaleReport.
+	ReportStep(ctx context.Context, reporter string, u *agentv1.StepUpdate) error
+	// Assignments lists the steps a host must run now.
+	Assignments(hostID string) ([]*agentv1.StepAssignment, error)
+	// RunningExecutors lists the hosts with something to run.
+	RunningExecutors() map[string]bool
+	// Changed is closed at the next state change.
+	Changed() <-chan struct{}
+}
+
+// streamConn is one agent stream as the dispatcher sees it. Sends on a gRPC stream must
+// not be concurrent, so the handler and the dispatcher share mu.
+type streamConn struct {
+	host   string
+	mu     sync.Mutex
+	stream agentv1.Agent_ConnectServer
+	// sent holds the step ids already pushed on this stream; a reconnect starts empty, so
+	// everything still running is pushed again (the agent answers repeats from its record).
+	sent map[string]bool
+}
+
+func (c *streamConn) send(m *agentv1.CoordinatorMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stream.Send(m)
+}
+
+// streams is the replica's table of agent streams, and the step dispatcher over them.
+type streams struct {
+	mu    sync.Mutex
+	conns map[string]*streamConn
+	poke  chan struct{}
+}
+
+func newStreams() *streams {
+	return &streams{conns: map[string]*streamConn{}, poke: make(chan struct{}, 1)}
+}
+
+func (s *streams) add(c *streamConn) {
+	s.mu.Lock()
+	s.conns[c.host] = c
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *streams) remove(c *streamConn) {
+	s.mu.Lock()
+	if s.conns[c.host] == c {
+		delete(s.conns, c.host)
+	}
+	s.mu.Unlock()
+}
+
+func (s *streams) wake() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// forget makes the dispatcher push a step again on a stream (its report was lost).
+func (s *streams) forget(c *streamConn, stepID string) {
+	c.mu.Lock()
+	delete(c.sent, stepID)
+	c.mu.Unlock()
+	s.wake()
+}
+
+// RunDispatch pushes every running step to the agent that executes it, when that agent's
+// stream is on this replica: after each state change, each new stream, and every few
+// seconds. Every replica runs it; only the one holding a stream sends on it.
+func (s *Server) RunDispatch(ctx context.Context) error {
+	if s.cfg.Steps == nil {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		changed := s.cfg.Steps.Changed()
+		s.dispatch()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-s.streams.poke:
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) dispatch() {
+	running := s.cfg.Steps.RunningExecutors()
+	s.streams.mu.Lock()
+	var todo []*streamConn
+	for host, c := range s.streams.conns {
+		if running[host] {
+			todo = append(todo, c)
+		} else {
+			c.mu.Lock()
+			clear(c.sent)
+			c.mu.Unlock()
+		}
+	}
+	s.streams.mu.Unlock()
+	for _, c := range todo {
+		as, err := s.cfg.Steps.Assignments(c.host)
+		if err != nil {
+			s.log.Error("cannot prepare steps for host", logkey.HostID, c.host, logkey.Err, err)
+		}
+		current := map[string]bool{}
+		for _, a := range as {
+			current[a.GetStepId()] = true
+			c.mu.Lock()
+			already := c.sent[a.GetStepId()]
+			c.mu.Unlock()
+			if already {
+				continue
+			}
+			if err := c.send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_Step{Step: a}}); err != nil {
+				s.log.Debug("step push failed", logkey.HostID, c.host, "step_id", a.GetStepId(), logkey.Err, err)
+				break // the stream is ending; the agent reconnects and gets it again
+			}
+			c.mu.Lock()
+			c.sent[a.GetStepId()] = true
+			c.mu.Unlock()
+			s.log.Debug("step pushed", logkey.HostID, c.host, "step_id", a.GetStepId())
+		}
+		c.mu.Lock()
+		for id := range c.sent {
+			if !current[id] {
+				delete(c.sent, id)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// stepUpdate records one update from the agent on c.
+func (s *Server) stepUpdate(ctx context.Context, log *slog.Logger, c *streamConn, u *agentv1.StepUpdate) {
+	if s.cfg.Steps == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	err := s.cfg.Steps.ReportStep(rctx, c.host, u)
+	switch {
+	case err == nil:
+	case errors.Is(err, service.ErrStaleReport):
+		log.Debug("late step update ignored", "step_id", u.GetStepId(), "state", u.GetState(), logkey.Err, err)
+	default:
+		log.Warn("step update not recorded", "step_id", u.GetStepId(), "state", u.GetState(), logkey.Err, err)
+		if u.GetState() != "running" && !errors.Is(err, context.Canceled) {
+			// Push the step again: the agent answers a repeat with its stored result.
+			s.streams.forget(c, u.GetStepId())
+		}
+	}
+}

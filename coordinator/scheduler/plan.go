@@ -1,0 +1,292 @@
+// Package scheduler is the leader's reconciler: for each cluster it reads a snapshot of the
+// state, asks the pure planner (Plan) what should happen next, and applies that as Raft
+// commands. It is level-triggered: every decision is re-derived from the state, so a new
+// leader, a restarted replica or a lost wake-up only delays work, never loses or repeats it.
+// DESIGN.md beside this file states the invariants.
+package scheduler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/deployme/deployme/coordinator/state"
+)
+
+// Policy holds the planner's knobs.
+type Policy struct {
+	// MaxAttempts is how many times a failing step runs before the cluster goes to error.
+	MaxAttempts int
+	// Backoff is the wait after a step's first failure; it doubles per attempt, up to MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+	// CredTTL is the life of a just-in-time bootstrap token; a join never starts with less
+	// than CredMargin of it left.
+	CredTTL, CredMargin time.Duration
+}
+
+// DefaultPolicy is what production uses.
+func DefaultPolicy() Policy {
+	return Policy{MaxAttempts: 3, Backoff: 2 * time.Second, MaxBackoff: 30 * time.Second, CredTTL: 15 * time.Minute, CredMargin: 2 * time.Minute}
+}
+
+// ActionKind says what an Action does.
+type ActionKind int
+
+// Actions.
+const (
+	// GeneratePKI makes the cluster's CAs and service-account key (random material, so the
+	// reconciler makes it and the command carries it).
+	GeneratePKI ActionKind = iota + 1
+	// Dispatch starts a step attempt.
+	Dispatch
+	// SetStatus ends an operation (running) or fails it (error).
+	SetStatus
+)
+
+// Action is one decision of the planner.
+type Action struct {
+	Kind      ActionKind
+	ClusterID string
+	// Dispatch.
+	HostID, Step, Executor string
+	Attempt                int
+	// Dispatch of a credentials step: a new token must be minted with it.
+	NeedsCred bool
+	// SetStatus.
+	Status, Reason string
+}
+
+func (a Action) String() string {
+	switch a.Kind {
+	case GeneratePKI:
+		return "pki " + a.ClusterID
+	case Dispatch:
+		return fmt.Sprintf("dispatch %s#%d host=%s executor=%s", a.Step, a.Attempt, a.HostID, a.Executor)
+	case SetStatus:
+		return fmt.Sprintf("status %s %s", a.Status, a.Reason)
+	}
+	return "?"
+}
+
+// View is what the planner sees of one cluster.
+type View struct {
+	Cluster *state.Cluster
+	Nodes   []*state.Node
+	Hosts   map[string]*state.Host
+	Now     time.Time
+}
+
+// NewView gathers a cluster's view from the state.
+func NewView(st *state.State, c *state.Cluster, now time.Time) View {
+	v := View{Cluster: c, Nodes: st.NodesOf(c.ID), Hosts: map[string]*state.Host{}, Now: now}
+	for _, n := range v.Nodes {
+		if h, ok := st.Host(n.HostID); ok {
+			v.Hosts[h.ID] = h
+		}
+	}
+	return v
+}
+
+// Plan returns the next actions for a cluster and, when it waits on time (a backoff), how
+// long until it should be looked at again (0: only a state change can unblock it).
+func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
+	c := v.Cluster
+	nodes := slices.Clone(v.Nodes)
+	slices.SortFunc(nodes, func(a, b *state.Node) int {
+		return cmp.Or(cmp.Compare(roleRank(a.Role), roleRank(b.Role)), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.HostID, b.HostID))
+	})
+	pl := planner{p: p, v: v, nodes: nodes}
+	switch c.Status {
+	case state.StatusDeleting:
+		for _, n := range nodes {
+			pl.removal(n)
+		}
+		return pl.actions, pl.requeue
+	case state.StatusProvisioning, state.StatusScaling:
+	default:
+		// running, error: nothing moves until someone asks (scale, delete). upgrading is
+		// driven elsewhere.
+		return nil, 0
+	}
+	if c.PKI == nil {
+		return []Action{{Kind: GeneratePKI, ClusterID: c.ID}}, 0
+	}
+	done := true
+	for _, n := range nodes {
+		if n.State == state.NodeRemoving {
+			pl.removal(n)
+			done = false
+			continue
+		}
+		if n.Next() >= 0 {
+			done = false
+		}
+		if reason := pl.node(n); reason != "" {
+			return []Action{{Kind: SetStatus, ClusterID: c.ID, Status: state.StatusError, Reason: reason}}, 0
+		}
+	}
+	if done {
+		return []Action{{Kind: SetStatus, ClusterID: c.ID, Status: state.StatusRunning}}, 0
+	}
+	return pl.actions, pl.requeue
+}
+
+func roleRank(role string) int {
+	switch role {
+	case state.RoleInitControlPlane:
+		return 0
+	case state.RoleControlPlane:
+		return 1
+	}
+	return 2
+}
+
+type planner struct {
+	p       Policy
+	v       View
+	nodes   []*state.Node
+	actions []Action
+	requeue time.Duration
+}
+
+func (pl *planner) wait(d time.Duration) {
+	if d > 0 && (pl.requeue == 0 || d < pl.requeue) {
+		pl.requeue = d
+	}
+}
+
+func (pl *planner) online(hostID string) bool {
+	h, ok := pl.v.Hosts[hostID]
+	return ok && h.State != state.HostOffline && h.State != state.HostDecommissioned
+}
+
+// retry decides about a failed step: ok to start the next attempt now, or wait, or give up
+// (exhausted).
+func (pl *planner) retry(s state.Step, limit int) (now, exhausted bool) {
+	if limit > 0 && s.Attempt >= limit {
+		return false, true
+	}
+	b := pl.p.Backoff << min(s.Attempt-1, 16)
+	if b > pl.p.MaxBackoff || b <= 0 {
+		b = pl.p.MaxBackoff
+	}
+	if left := s.EndedAt.Add(b).Sub(pl.v.Now); left > 0 {
+		pl.wait(left)
+		return false, false
+	}
+	return true, false
+}
+
+// node plans one node; a non-empty return is why the cluster failed.
+func (pl *planner) node(n *state.Node) string {
+	i := n.Next()
+	if i < 0 {
+		return ""
+	}
+	s := n.Steps[i]
+	switch s.State {
+	case state.StepRunning:
+		return ""
+	case state.StepFailed:
+		now, exhausted := pl.retry(s, pl.p.MaxAttempts)
+		if exhausted {
+			return fmt.Sprintf("step_failed: %s on host %s failed %d times: %s", s.Name, n.HostID, s.Attempt, s.Reason)
+		}
+		if !now {
+			return ""
+		}
+	}
+	c := pl.v.Cluster
+	executor := n.HostID
+	switch s.Name {
+	case state.StepCredentials, state.StepJoin:
+		if c.InitHost == "" {
+			return ""
+		}
+		if n.Role == state.RoleControlPlane && !pl.turnOf(n) {
+			return "" // control planes join one at a time
+		}
+		ci := n.StepIndex(state.StepCredentials)
+		if s.Name == state.StepJoin && ci >= 0 {
+			if cr := n.Cred; cr == nil || !cr.ExpiresAt.After(pl.v.Now.Add(pl.p.CredMargin)) {
+				// The token is gone or nearly: mint a new one first.
+				cs := n.Steps[ci]
+				if cs.State == state.StepRunning {
+					return ""
+				}
+				s, executor = cs, ""
+			}
+		}
+		if s.Name == state.StepCredentials {
+			executor = pl.minter()
+			if executor == "" {
+				return ""
+			}
+		}
+	}
+	if !pl.online(executor) || !pl.online(n.HostID) {
+		return ""
+	}
+	pl.actions = append(pl.actions, Action{
+		Kind: Dispatch, ClusterID: c.ID, HostID: n.HostID, Step: s.Name, Attempt: s.Attempt + 1,
+		Executor: executor, NeedsCred: s.Name == state.StepCredentials,
+	})
+	return ""
+}
+
+// turnOf tells whether a control plane may join now: every control plane before it has.
+func (pl *planner) turnOf(n *state.Node) bool {
+	for _, o := range pl.nodes {
+		if o == n {
+			return true
+		}
+		if o.Role == state.RoleControlPlane && o.State != state.NodeRemoving && !o.Done(state.StepJoin) {
+			return false
+		}
+	}
+	return true
+}
+
+// minter picks the control plane that mints join tokens: the initial one when it is online,
+// else any joined control plane that is.
+func (pl *planner) minter() string {
+	c := pl.v.Cluster
+	if pl.online(c.InitHost) {
+		return c.InitHost
+	}
+	for _, o := range pl.nodes {
+		if o.Role == state.RoleControlPlane && o.Done(state.StepJoin) && o.State != state.NodeRemoving && pl.online(o.HostID) {
+			return o.HostID
+		}
+	}
+	return ""
+}
+
+// removal plans a removing node: reset once nothing else runs on it, retried without limit
+// (a deletion must finish; it waits for an offline host to come back).
+func (pl *planner) removal(n *state.Node) {
+	if n.State != state.NodeRemoving {
+		return
+	}
+	ri := n.StepIndex(state.StepReset)
+	if ri < 0 {
+		return
+	}
+	for _, s := range n.Steps {
+		if s.State == state.StepRunning {
+			return
+		}
+	}
+	s := n.Steps[ri]
+	if s.State == state.StepFailed {
+		if now, _ := pl.retry(s, 0); !now {
+			return
+		}
+	}
+	if s.State == state.StepSucceeded || !pl.online(n.HostID) {
+		return
+	}
+	pl.actions = append(pl.actions, Action{Kind: Dispatch, ClusterID: pl.v.Cluster.ID, HostID: n.HostID, Step: state.StepReset, Attempt: s.Attempt + 1, Executor: n.HostID})
+}
