@@ -43,6 +43,8 @@ type Client struct {
 	next  int
 	// seq numbers heartbeats across streams, so the coordinator sees it only grow.
 	seq uint64
+	// updates carries step updates to the current (or next) stream.
+	updates chan *agentv1.StepUpdate
 }
 
 // New checks cfg and returns a Client; nothing is read or dialled before Run.
@@ -50,7 +52,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir)}
+	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir), updates: make(chan *agentv1.StepUpdate, 1024)}
 	if cfg.CAHash != "" {
 		c.pin, _ = parseCAHash(cfg.CAHash) // checked by Validate
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deployme/deployme/agent/inventory"
 	"github.com/deployme/deployme/internal/buildinfo"
+	agentv1 "github.com/deployme/deployme/proto/agent/v1"
 )
 
 // Errors Run returns for conditions that retrying cannot fix.
@@ -31,6 +32,14 @@ var (
 	// decommissioned); only a new registration with a join token can bring it back.
 	ErrDecommissioned = errors.New("this host was decommissioned")
 )
+
+// StepHandler runs step assignments. Handle must not block; send may be called from any
+// goroutine, long after the stream that carried the assignment is gone.
+type StepHandler interface {
+	Handle(ctx context.Context, a *agentv1.StepAssignment, send func(*agentv1.StepUpdate))
+	// Finished lists the latest stored final results, for Hello after a reconnect.
+	Finished(n int) []*agentv1.StepUpdate
+}
 
 // Config configures a Client. Start from DefaultConfig.
 type Config struct {
@@ -49,6 +58,9 @@ type Config struct {
 	// Inventory describes the host; called at registration, at every stream start and
 	// every InventoryInterval.
 	Inventory func(ctx context.Context) (*inventory.Inventory, error)
+	// Steps runs the steps coordinators assign (agent/steps); nil refuses none and runs none
+	// (the assignments are logged and dropped).
+	Steps StepHandler
 	// AgentVersion is reported in Hello and in the inventory.
 	AgentVersion string
 	// Logger defaults to discarding.

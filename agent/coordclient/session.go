@@ -110,8 +110,12 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 		<-recvDone
 	}()
 
-	// last_steps stays empty until the agent runs steps (agent/steps).
-	if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_Hello{Hello: &agentv1.Hello{AgentVersion: c.cfg.AgentVersion}}}); err != nil {
+	// Results finished while no stream was up reach the coordinator with Hello.
+	hello := &agentv1.Hello{AgentVersion: c.cfg.AgentVersion}
+	if c.cfg.Steps != nil {
+		hello.LastSteps = c.cfg.Steps.Finished(lastSteps)
+	}
+	if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_Hello{Hello: hello}}); err != nil {
 		return false, fmt.Errorf("hello: %w", err)
 	}
 	interval, err := c.awaitWelcome(sctx, recv)
@@ -171,9 +175,18 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 			case *agentv1.CoordinatorMessage_Welcome:
 				c.learnCoordinators(b.Welcome.GetCoordinators())
 			case *agentv1.CoordinatorMessage_Step:
-				c.log.Warn("step assignments are not supported yet", "step_id", b.Step.GetStepId(), "step", b.Step.GetName())
+				if c.cfg.Steps == nil {
+					c.log.Warn("step assignment dropped: this agent runs no steps", "step_id", b.Step.GetStepId(), "step", b.Step.GetName())
+					continue
+				}
+				// Steps outlive the stream: a reconnect must not kill a kubeadm init.
+				c.cfg.Steps.Handle(ctx, b.Step, c.queueUpdate)
 			default:
 				c.log.Debug("ignoring unknown coordinator message")
+			}
+		case u := <-c.updates:
+			if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_StepUpdate{StepUpdate: u}}); err != nil {
+				return true, fmt.Errorf("step update: %w", err)
 			}
 		case <-heartbeat.C:
 			c.seq++
@@ -192,6 +205,20 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 				renew.Reset(time.Until(renewAt(c.leaf)))
 			}
 		}
+	}
+}
+
+// lastSteps is how many stored results go with Hello.
+const lastSteps = 64
+
+// queueUpdate hands a step update to whichever stream is up now or next. When the queue is
+// full the update is dropped: progress is only informative, and a final result is stored by
+// the step runner and sent again with the next Hello or the next repeat of its assignment.
+func (c *Client) queueUpdate(u *agentv1.StepUpdate) {
+	select {
+	case c.updates <- u:
+	default:
+		c.log.Warn("step update dropped: queue full", "step_id", u.GetStepId(), "state", u.GetState())
 	}
 }
 
