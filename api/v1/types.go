@@ -98,13 +98,27 @@ type UpgradeClusterRequest struct {
 
 // Node is one host's membership in a cluster.
 type Node struct {
-	HostID    string    `json:"host_id"`
-	Hostname  string    `json:"hostname"`
-	Role      string    `json:"role"`
-	State     string    `json:"state"`
-	Step      string    `json:"step,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	HostID    string     `json:"host_id"`
+	Hostname  string     `json:"hostname"`
+	Role      string     `json:"role"`
+	State     string     `json:"state"`
+	Step      string     `json:"step,omitempty"`
+	Steps     []NodeStep `json:"steps,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// NodeStep is one step of a node's plan and its latest attempt.
+type NodeStep struct {
+	Name      string     `json:"name"`
+	State     string     `json:"state"`
+	Attempt   int        `json:"attempt"`
+	Executor  string     `json:"executor,omitempty"`
+	Phase     string     `json:"phase,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	Output    string     `json:"output,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
 }
 
 // NodeList is the body of GET /v1/clusters/{id}/nodes.

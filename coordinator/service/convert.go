@@ -92,6 +92,18 @@ func nodeOut(st *state.State, n *state.Node) v1.Node {
 	if h, ok := st.Host(n.HostID); ok {
 		out.Hostname = h.Hostname
 	}
+	for _, s := range n.Steps {
+		ns := v1.NodeStep{Name: s.Name, State: s.State, Attempt: s.Attempt, Executor: s.Executor, Phase: s.Phase, Reason: s.Reason, Output: s.Output}
+		if !s.StartedAt.IsZero() {
+			t := apiTime(s.StartedAt)
+			ns.StartedAt = &t
+		}
+		if !s.EndedAt.IsZero() {
+			t := apiTime(s.EndedAt)
+			ns.EndedAt = &t
+		}
+		out.Steps = append(out.Steps, ns)
+	}
 	return out
 }
 
