@@ -1,0 +1,114 @@
+package fsm_test
+
+import (
+	"testing"
+
+	"github.com/deployme/deployme/coordinator/command"
+	"github.com/deployme/deployme/coordinator/fsm"
+	"github.com/deployme/deployme/coordinator/state"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
+)
+
+// stepRun drives one step of one node through dispatch and a final report.
+func (r *replay) stepRun(host, step string, attempt int32, executor, final string) {
+	r.t.Helper()
+	m := &raftcmdv1.DispatchStep{HostId: host, Step: step, Attempt: attempt, Executor: executor, At: r.at()}
+	if step == state.StepCredentials {
+		m.Cred = &raftcmdv1.JoinCred{TokenSealed: []byte("sealed"), ExpiresAt: r.at() + 1e12, KeyringId: "k"}
+	}
+	r.ok(command.TypeDispatchStep, m)
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: executor, StepId: state.StepID(host, step, int(attempt)), State: final, Reason: "x", At: r.at()})
+}
+
+func refusedKind(t *testing.T, res any) state.Kind {
+	t.Helper()
+	e, ok := res.(*state.Error)
+	if !ok {
+		t.Fatalf("accepted, want a refusal: %v", res)
+	}
+	return e.Kind
+}
+
+// TestInitRunsOncePerCluster: once init has succeeded, no command, however it is built,
+// starts another init on that cluster; a second dispatch of the same attempt (two leaders,
+// a retried command) is refused too.
+func TestInitRunsOncePerCluster(t *testing.T) {
+	r := newReplay(t)
+	r.ok(command.TypeBootstrap, bootstrapCmd())
+	for i := range 2 {
+		r.ok(command.TypeRegisterHost, r.hostCmd("host_"+string(rune('a'+i)), fsm.ManagedInfraID, 4, 8))
+	}
+	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_a", "a", "managed", fsm.ManagedInfraID, 1, 1, "small"))
+	var cp, w string
+	for _, n := range r.nodes("cls_a") {
+		if n.Role == state.RoleInitControlPlane {
+			cp = n.HostID
+		} else {
+			w = n.HostID
+		}
+	}
+	r.stepRun(cp, state.StepPreflight, 1, cp, state.StepSucceeded)
+	r.stepRun(cp, state.StepPrepare, 1, cp, state.StepSucceeded)
+	r.stepRun(cp, state.StepPKI, 1, cp, state.StepSucceeded)
+
+	initCmd := &raftcmdv1.DispatchStep{HostId: cp, Step: state.StepInit, Attempt: 1, Executor: cp, At: r.at()}
+	r.ok(command.TypeDispatchStep, initCmd)
+	if k := refusedKind(t, r.apply(command.TypeDispatchStep, initCmd)); k != state.KindConflict {
+		t.Errorf("second dispatch of the same init attempt: %v, want conflict", k)
+	}
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: state.StepID(cp, state.StepInit, 1), State: state.StepSucceeded, At: r.at()})
+	for attempt := int32(1); attempt <= 3; attempt++ {
+		m := &raftcmdv1.DispatchStep{HostId: cp, Step: state.StepInit, Attempt: attempt, Executor: cp, At: r.at()}
+		if k := refusedKind(t, r.apply(command.TypeDispatchStep, m)); k != state.KindConflict {
+			t.Errorf("init attempt %d after success: %v, want conflict", attempt, k)
+		}
+	}
+	// A late duplicate report, and one from the wrong host, change nothing.
+	refusedKind(t, r.apply(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: state.StepID(cp, state.StepInit, 1), State: state.StepFailed, At: r.at()}))
+	r.f.Read(func(st *state.State) {
+		c, _ := st.Cluster("cls_a")
+		if c.InitHost != cp {
+			t.Errorf("InitHost = %q, want %q", c.InitHost, cp)
+		}
+	})
+
+	// The worker: its token is minted on the control plane, then it joins.
+	r.stepRun(w, state.StepPreflight, 1, w, state.StepSucceeded)
+	r.stepRun(w, state.StepPrepare, 1, w, state.StepSucceeded)
+	if k := refusedKind(t, r.apply(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: w, Step: state.StepCredentials, Attempt: 1, Executor: cp, At: r.at()})); k != state.KindInvalid {
+		t.Errorf("credentials without a token: %v, want invalid", k)
+	}
+	r.stepRun(w, state.StepCredentials, 1, cp, state.StepSucceeded)
+	r.stepRun(w, state.StepJoin, 1, w, state.StepFailed)
+	// A new token: the failed join goes back to pending with it.
+	r.stepRun(w, state.StepCredentials, 2, cp, state.StepSucceeded)
+	r.stepRun(w, state.StepJoin, 2, w, state.StepSucceeded)
+	r.stepRun(w, state.StepReady, 1, w, state.StepSucceeded)
+	r.f.Read(func(st *state.State) {
+		n, _ := st.Node(w)
+		if n.State != state.NodeJoined {
+			t.Errorf("worker state %s, want joined", n.State)
+		}
+	})
+
+	// Deletion: each node resets, its host comes back, and the last one takes the cluster.
+	r.ok(command.TypeDeleteCluster, &raftcmdv1.DeleteCluster{Id: "cls_a", At: r.at()})
+	r.stepRun(cp, state.StepReset, 1, cp, state.StepSucceeded)
+	r.f.Read(func(st *state.State) {
+		if _, ok := st.Cluster("cls_a"); !ok {
+			t.Error("cluster gone while a node is still being reset")
+		}
+	})
+	r.stepRun(w, state.StepReset, 1, w, state.StepSucceeded)
+	r.f.Read(func(st *state.State) {
+		if _, ok := st.Cluster("cls_a"); ok {
+			t.Error("cluster still there after every node was reset")
+		}
+		for _, id := range []string{cp, w} {
+			h, _ := st.Host(id)
+			if h.State != state.HostAvailable || h.ClusterID != "" {
+				t.Errorf("host %s: %s %q, want available and free", id, h.State, h.ClusterID)
+			}
+		}
+	})
+}

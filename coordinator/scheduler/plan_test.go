@@ -1,0 +1,199 @@
+package scheduler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/deployme/deployme/coordinator/state"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// fixture builds a cluster of 1 init control plane, `cps` more control planes and `workers`
+// workers, every host online, with PKI.
+func fixture(cps, workers int) View {
+	c := &state.Cluster{ID: "cls_a", Name: "a", Status: state.StatusProvisioning, PKI: &state.ClusterPKI{KeyringID: "k"}}
+	v := View{Cluster: c, Hosts: map[string]*state.Host{}, Now: t0}
+	add := func(id, role string, i int) {
+		v.Hosts[id] = &state.Host{ID: id, State: state.HostAssigned, ClusterID: c.ID}
+		v.Nodes = append(v.Nodes, &state.Node{HostID: id, ClusterID: c.ID, Role: role, State: state.NodeReserved,
+			Steps: state.NewSteps(state.PlanFor(role)...), CreatedAt: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	add("h0", state.RoleInitControlPlane, 0)
+	for i := range cps {
+		add(fmt.Sprintf("h%d", i+1), state.RoleControlPlane, i+1)
+	}
+	for i := range workers {
+		add(fmt.Sprintf("w%d", i+1), state.RoleWorker, 100+i)
+	}
+	return v
+}
+
+func node(v View, id string) *state.Node {
+	for _, n := range v.Nodes {
+		if n.HostID == id {
+			return n
+		}
+	}
+	panic(id)
+}
+
+// finish marks the named steps of a node succeeded (attempt 1).
+func finish(v View, id string, names ...string) {
+	n := node(v, id)
+	for _, name := range names {
+		i := n.StepIndex(name)
+		n.Steps[i] = state.Step{Name: name, State: state.StepSucceeded, Attempt: 1, Executor: id, EndedAt: t0}
+		if name == state.StepInit {
+			v.Cluster.InitHost = id
+		}
+		if name == state.StepCredentials {
+			n.Cred = &state.JoinCred{ExpiresAt: t0.Add(15 * time.Minute)}
+		}
+	}
+}
+
+func setStep(v View, id string, s state.Step) {
+	n := node(v, id)
+	n.Steps[n.StepIndex(s.Name)] = s
+}
+
+func summary(actions []Action) []string {
+	var out []string
+	for _, a := range actions {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	p := DefaultPolicy()
+	cases := []struct {
+		name    string
+		view    func() View
+		want    []string
+		requeue time.Duration
+	}{
+		{name: "no PKI yet: make it first", view: func() View {
+			v := fixture(0, 1)
+			v.Cluster.PKI = nil
+			return v
+		}, want: []string{"pki cls_a"}},
+		{name: "fresh cluster: every node starts preflight at once", view: func() View { return fixture(2, 2) },
+			want: []string{
+				"dispatch preflight#1 host=h0 executor=h0", "dispatch preflight#1 host=h1 executor=h1", "dispatch preflight#1 host=h2 executor=h2",
+				"dispatch preflight#1 host=w1 executor=w1", "dispatch preflight#1 host=w2 executor=w2",
+			}},
+		{name: "nobody joins before init", view: func() View {
+			v := fixture(1, 1)
+			finish(v, "h0", "preflight", "prepare", "pki")
+			finish(v, "h1", "preflight", "prepare", "pki")
+			finish(v, "w1", "preflight", "prepare")
+			return v
+		}, want: []string{"dispatch init#1 host=h0 executor=h0"}},
+		{name: "after init: the first control plane and every worker get a token minted on the init host", view: func() View {
+			v := fixture(2, 2)
+			finish(v, "h0", "preflight", "prepare", "pki", "init")
+			finish(v, "h1", "preflight", "prepare", "pki")
+			finish(v, "h2", "preflight", "prepare", "pki")
+			finish(v, "w1", "preflight", "prepare")
+			finish(v, "w2", "preflight", "prepare")
+			return v
+		}, want: []string{
+			"dispatch cni#1 host=h0 executor=h0",
+			"dispatch credentials#1 host=h1 executor=h0",
+			"dispatch credentials#1 host=w1 executor=h0", "dispatch credentials#1 host=w2 executor=h0",
+		}},
+		{name: "control planes join one at a time", view: func() View {
+			v := fixture(2, 0)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "pki", "credentials")
+			finish(v, "h2", "preflight", "prepare", "pki")
+			return v
+		}, want: []string{"dispatch join#1 host=h1 executor=h1"}},
+		{name: "the next control plane goes once the previous joined", view: func() View {
+			v := fixture(2, 0)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "pki", "credentials", "join")
+			finish(v, "h2", "preflight", "prepare", "pki")
+			return v
+		}, want: []string{"dispatch ready#1 host=h1 executor=h1", "dispatch credentials#1 host=h2 executor=h0"}},
+		{name: "an expired token is minted again before the join", view: func() View {
+			v := fixture(0, 1)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials")
+			node(v, "w1").Cred.ExpiresAt = t0.Add(time.Minute)
+			return v
+		}, want: []string{"dispatch credentials#2 host=w1 executor=h0"}},
+		{name: "offline hosts get nothing; the minter falls back to a joined control plane", view: func() View {
+			v := fixture(1, 2)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "pki", "credentials", "join", "ready")
+			finish(v, "w1", "preflight", "prepare")
+			v.Hosts["h0"].State = state.HostOffline
+			v.Hosts["w2"].State = state.HostOffline
+			return v
+		}, want: []string{"dispatch credentials#1 host=w1 executor=h1"}},
+		{name: "a failed step waits out its backoff", view: func() View {
+			v := fixture(0, 1)
+			finish(v, "h0", "preflight")
+			setStep(v, "h0", state.Step{Name: "prepare", State: state.StepFailed, Attempt: 1, EndedAt: t0.Add(-time.Second)})
+			finish(v, "w1", "preflight", "prepare")
+			return v
+		}, want: nil, requeue: time.Second},
+		{name: "then retries with the next attempt", view: func() View {
+			v := fixture(0, 1)
+			finish(v, "h0", "preflight")
+			setStep(v, "h0", state.Step{Name: "prepare", State: state.StepFailed, Attempt: 2, EndedAt: t0.Add(-time.Minute)})
+			finish(v, "w1", "preflight", "prepare")
+			return v
+		}, want: []string{"dispatch prepare#3 host=h0 executor=h0"}},
+		{name: "the last attempt failed: the cluster is in error, with why", view: func() View {
+			v := fixture(0, 1)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni")
+			finish(v, "w1", "preflight", "prepare", "credentials")
+			setStep(v, "w1", state.Step{Name: "join", State: state.StepFailed, Attempt: 3, Reason: "kubeadm.exit_1", EndedAt: t0})
+			return v
+		}, want: []string{"status error step_failed: join on host w1 failed 3 times: kubeadm.exit_1"}},
+		{name: "every step done: running", view: func() View {
+			v := fixture(0, 1)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			return v
+		}, want: []string{"status running "}},
+		{name: "running steps are left alone", view: func() View {
+			v := fixture(0, 0)
+			setStep(v, "h0", state.Step{Name: "preflight", State: state.StepRunning, Attempt: 1, Executor: "h0"})
+			return v
+		}, want: nil},
+		{name: "deleting: reset once nothing runs", view: func() View {
+			v := fixture(0, 1)
+			v.Cluster.Status = state.StatusDeleting
+			for _, n := range v.Nodes {
+				n.State = state.NodeRemoving
+				n.Steps = []state.Step{{Name: "preflight", State: state.StepSucceeded, Attempt: 1}, {Name: "reset", State: state.StepPending}}
+			}
+			node(v, "w1").Steps[0].State = state.StepRunning
+			return v
+		}, want: []string{"dispatch reset#1 host=h0 executor=h0"}},
+		{name: "error and running clusters get nothing", view: func() View {
+			v := fixture(0, 1)
+			v.Cluster.Status = state.StatusError
+			return v
+		}, want: nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			actions, requeue := Plan(p, tc.view())
+			if diff := cmp.Diff(tc.want, summary(actions)); diff != "" {
+				t.Errorf("actions (-want +got):\n%s", diff)
+			}
+			if requeue != tc.requeue {
+				t.Errorf("requeue = %v, want %v", requeue, tc.requeue)
+			}
+		})
+	}
+}
