@@ -5,7 +5,7 @@ GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint generate generate-check tools bench bench-fleet clean
+.PHONY: all build run test test-short lint generate generate-check tools bench bench-fleet kubeadm clean
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 
 # A single-node coordinator in ./data on 127.0.0.1:8080; its admin token is in data/admin-token.
 run: build
-	$(BIN)/coordinator --data-dir ./data
+	$(BIN)/coordinator --dev --dev-agents 8 --data-dir ./data
 
 # Everything CI checks: formatting, vet, then every test with the race detector. Generated
 # code drift is a test too (proto/generate_test.go; it needs protoc and says so if missing).
@@ -58,6 +58,29 @@ fuzz:
 tools:
 	@mkdir -p $(GOBIN_TOOLS)
 	$(GO) build -o $(GOBIN_TOOLS)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+
+# The real kubeadm, for the tests that check our rendered configs against it (test/kubeadm).
+# It is built from tools/kubeadm, its own module, so that k8s.io/kubernetes never enters the
+# main go.mod. The version is stamped by hand because module builds carry no git metadata:
+# without it `kubeadm version` says v0.0.0-master and our preflight version check would fail.
+# Rebuilt only when tools/kubeadm/go.mod is newer than the binary (a cold build takes minutes).
+KUBEADM_VERSION := v1.37.2
+KUBEADM_LDFLAGS = -s -w \
+	-X k8s.io/component-base/version.gitVersion=$(KUBEADM_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 \
+	-X k8s.io/component-base/version.gitMinor=37 \
+	-X k8s.io/component-base/version.gitTreeState=clean \
+	-X k8s.io/component-base/version.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+kubeadm: $(GOBIN_TOOLS)/kubeadm
+
+# Built under a temporary name and renamed, so that an interrupted build never leaves a
+# binary newer than go.mod that make would then take as up to date.
+$(GOBIN_TOOLS)/kubeadm: tools/kubeadm/go.mod
+	@mkdir -p $(GOBIN_TOOLS)
+	cd tools/kubeadm && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(KUBEADM_LDFLAGS)" \
+		-o $@.tmp k8s.io/kubernetes/cmd/kubeadm
+	mv $@.tmp $@
 
 # Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
 generate: tools
