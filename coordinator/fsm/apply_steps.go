@@ -95,7 +95,7 @@ func (f *FSM) applyDispatchStep(m *raftcmdv1.DispatchStep) any {
 }
 
 func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
-	hostID, name, attempt, ok := state.ParseStepID(m.GetStepId())
+	hostID, gen, name, attempt, ok := state.ParseStepID(m.GetStepId())
 	if !ok {
 		return state.Invalid("step_id", "malformed step id %q", m.GetStepId())
 	}
@@ -104,7 +104,7 @@ func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
 		return state.NotFound("host %s is not a node of any cluster", hostID)
 	}
 	i := old.StepIndex(name)
-	if i < 0 || old.Steps[i].Attempt != attempt || old.Steps[i].State != state.StepRunning {
+	if i < 0 || old.Gen() != gen || old.Steps[i].Attempt != attempt || old.Steps[i].State != state.StepRunning {
 		return state.Conflict("step %s is not running", m.GetStepId())
 	}
 	s := old.Steps[i]

@@ -245,10 +245,10 @@ func fill(r *replay) {
 	r.ok(command.TypeSetClusterPKI, &raftcmdv1.SetClusterPKI{ClusterId: "cls_dc", CaCert: []byte("ca"), CaKeySealed: []byte("sealed"), KeyringId: "k1", At: r.at()})
 	dcInit := r.nodes("cls_dc")[0].HostID
 	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: dcInit, Step: state.StepPreflight, Attempt: 1, Executor: dcInit, At: r.at()})
-	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPreflight, 1), State: state.StepRunning, Message: "swap", At: r.at()})
-	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPreflight, 1), State: state.StepSucceeded, At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: r.sid(dcInit, state.StepPreflight, 1), State: state.StepRunning, Message: "swap", At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: r.sid(dcInit, state.StepPreflight, 1), State: state.StepSucceeded, At: r.at()})
 	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: dcInit, Step: state.StepPrepare, Attempt: 1, Executor: dcInit, At: r.at()})
-	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: state.StepID(dcInit, state.StepPrepare, 1), State: state.StepFailed,
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: r.sid(dcInit, state.StepPrepare, 1), State: state.StepFailed,
 		Reason: "io", OutputTail: "permission denied", At: r.at()})
 
 	r.ok(command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: []byte("ca-cert"), KeyDer: []byte("ca-key"), At: r.at()})
@@ -460,7 +460,7 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "report from a host that does not run the step", typ: command.TypeReportStep, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				h := r.nodes("cls_dc")[0].HostID
-				return &raftcmdv1.ReportStep{Reporter: "host_d3", StepId: state.StepID(h, state.StepPrepare, 1), State: state.StepSucceeded, At: r.at()}
+				return &raftcmdv1.ReportStep{Reporter: "host_d3", StepId: r.sid(h, state.StepPrepare, 1), State: state.StepSucceeded, At: r.at()}
 			}},
 		{name: "liveness of a missing host", typ: command.TypeSetHostLiveness, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

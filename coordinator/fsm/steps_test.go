@@ -17,7 +17,7 @@ func (r *replay) stepRun(host, step string, attempt int32, executor, final strin
 		m.Cred = &raftcmdv1.JoinCred{TokenSealed: []byte("sealed"), ExpiresAt: r.at() + 1e12, KeyringId: "k"}
 	}
 	r.ok(command.TypeDispatchStep, m)
-	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: executor, StepId: state.StepID(host, step, int(attempt)), State: final, Reason: "x", At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: executor, StepId: r.sid(host, step, int(attempt)), State: final, Reason: "x", At: r.at()})
 }
 
 func refusedKind(t *testing.T, res any) state.Kind {
@@ -56,7 +56,7 @@ func TestInitRunsOncePerCluster(t *testing.T) {
 	if k := refusedKind(t, r.apply(command.TypeDispatchStep, initCmd)); k != state.KindConflict {
 		t.Errorf("second dispatch of the same init attempt: %v, want conflict", k)
 	}
-	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: state.StepID(cp, state.StepInit, 1), State: state.StepSucceeded, At: r.at()})
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: r.sid(cp, state.StepInit, 1), State: state.StepSucceeded, At: r.at()})
 	for attempt := int32(1); attempt <= 3; attempt++ {
 		m := &raftcmdv1.DispatchStep{HostId: cp, Step: state.StepInit, Attempt: attempt, Executor: cp, At: r.at()}
 		if k := refusedKind(t, r.apply(command.TypeDispatchStep, m)); k != state.KindConflict {
@@ -64,7 +64,7 @@ func TestInitRunsOncePerCluster(t *testing.T) {
 		}
 	}
 	// A late duplicate report, and one from the wrong host, change nothing.
-	refusedKind(t, r.apply(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: state.StepID(cp, state.StepInit, 1), State: state.StepFailed, At: r.at()}))
+	refusedKind(t, r.apply(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: cp, StepId: r.sid(cp, state.StepInit, 1), State: state.StepFailed, At: r.at()}))
 	r.f.Read(func(st *state.State) {
 		c, _ := st.Cluster("cls_a")
 		if c.InitHost != cp {
@@ -111,4 +111,18 @@ func TestInitRunsOncePerCluster(t *testing.T) {
 			}
 		}
 	})
+}
+
+// sid is the step id of an attempt of a step of the node on host.
+func (r *replay) sid(host, step string, attempt int) string {
+	r.t.Helper()
+	var id string
+	r.f.Read(func(st *state.State) {
+		n, ok := st.Node(host)
+		if !ok {
+			r.t.Fatalf("host %s is no node", host)
+		}
+		id = n.StepID(step, attempt)
+	})
+	return id
 }

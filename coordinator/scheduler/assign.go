@@ -57,7 +57,7 @@ func Assignments(st *state.State, hostID string, kr *pki.Keyring, now time.Time)
 			}
 			a, err := assignment(st, c, n, s, kr, now)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", state.StepID(n.HostID, s.Name, s.Attempt), err))
+				errs = append(errs, fmt.Errorf("%s: %w", n.StepID(s.Name, s.Attempt), err))
 				continue
 			}
 			out = append(out, a)
@@ -79,7 +79,7 @@ func assignment(st *state.State, c *state.Cluster, n *state.Node, s state.Step, 
 	if h != nil && h.Labels["simulated"] == "true" {
 		p["simulated"] = "true"
 	}
-	a := &agentv1.StepAssignment{StepId: state.StepID(n.HostID, s.Name, s.Attempt), Name: s.Name, Params: p}
+	a := &agentv1.StepAssignment{StepId: n.StepID(s.Name, s.Attempt), Name: s.Name, Params: p}
 	open := func() (*pki.ClusterPKI, error) {
 		if c.PKI == nil {
 			return nil, fmt.Errorf("cluster %s has no PKI yet", c.ID)

@@ -64,26 +64,32 @@ func NewSteps(names ...string) []Step {
 	return out
 }
 
-// StepID names one attempt of one step of the node on hostID.
-func StepID(hostID, step string, attempt int) string {
-	return hostID + "." + step + "." + strconv.Itoa(attempt)
+// StepID names one attempt of one step of one node: host, node generation (a host can be a
+// node again later, of this cluster or another, and must never be answered from an old
+// record), step and attempt.
+func StepID(hostID, gen, step string, attempt int) string {
+	return hostID + "." + gen + "." + step + "." + strconv.Itoa(attempt)
+}
+
+// Gen is the node's generation: its creation time, in base 36.
+func (n *Node) Gen() string { return strconv.FormatInt(n.CreatedAt.UnixNano(), 36) }
+
+// StepID names an attempt of one of the node's steps.
+func (n *Node) StepID(step string, attempt int) string {
+	return StepID(n.HostID, n.Gen(), step, attempt)
 }
 
 // ParseStepID splits a step id; ok is false for anything malformed.
-func ParseStepID(id string) (hostID, step string, attempt int, ok bool) {
-	last := strings.LastIndexByte(id, '.')
-	if last <= 0 {
-		return "", "", 0, false
+func ParseStepID(id string) (hostID, gen, step string, attempt int, ok bool) {
+	parts := strings.Split(id, ".")
+	if len(parts) != 4 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", 0, false
 	}
-	mid := strings.LastIndexByte(id[:last], '.')
-	if mid <= 0 {
-		return "", "", 0, false
+	n, err := strconv.Atoi(parts[3])
+	if err != nil || n < 1 || strconv.Itoa(n) != parts[3] {
+		return "", "", "", 0, false
 	}
-	n, err := strconv.Atoi(id[last+1:])
-	if err != nil || n < 1 || strconv.Itoa(n) != id[last+1:] {
-		return "", "", 0, false
-	}
-	return id[:mid], id[mid+1 : last], n, true
+	return parts[0], parts[1], parts[2], n, true
 }
 
 // StepIndex returns the index of the named step in the node's plan, or -1.
