@@ -11,18 +11,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/deployme/deployme/agent/coordclient"
 	"github.com/deployme/deployme/agent/inventory"
+	"github.com/deployme/deployme/agent/steps"
 	"github.com/deployme/deployme/internal/buildinfo"
 	"github.com/deployme/deployme/internal/envflag"
 )
 
 // config is everything the agent is started with. Root, Kubeadm and Kubectl are for the
-// host steps (kubeadm init/join, network, files under Root); no step uses them yet, but
-// they are accepted now so that install scripts written against DESIGN.md keep working.
+// host steps (docs/steps.md): kubeadm init/join/reset and the files under Root.
 type config struct {
 	Client coordclient.Config
 	// Root prefixes every host file the agent writes.
@@ -45,10 +46,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.Client.JoinToken, "join-token", "", "join token; needed only until the host has registered")
 	fs.StringVar(&cfg.Client.CAHash, "ca-hash", "", "pin the coordinator's agent CA: sha256:<hex of its DER> (default: trust on first use)")
 	fs.StringVar(&cfg.Client.StateDir, "state-dir", cfg.Client.StateDir, "identity, certificate and completed steps")
-	fs.StringVar(&cfg.Root, "root", cfg.Root, "prefix for every host file the agent writes (not used yet)")
+	fs.StringVar(&cfg.Root, "root", cfg.Root, "prefix for every host file the agent writes; kubeadm then runs with --rootfs")
 	labels := fs.String("labels", "", "host labels, k=v,... (e.g. rack=r12,zone=a)")
-	fs.StringVar(&cfg.Kubeadm, "kubeadm", "", "path of kubeadm (default: from $PATH; not used yet)")
-	fs.StringVar(&cfg.Kubectl, "kubectl", "", "path of kubectl (default: from $PATH; not used yet)")
+	fs.StringVar(&cfg.Kubeadm, "kubeadm", "", "path of kubeadm (default: from $PATH)")
+	fs.StringVar(&cfg.Kubectl, "kubectl", "", "path of kubectl (default: from $PATH)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
 	if code, ok := envflag.Parse(fs, args, getenv, stderr); !ok {
@@ -87,6 +88,26 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "agent: --root is empty\n")
 		return 2
 	}
+	sc := steps.DefaultConfig()
+	sc.Root = filepath.Clean(cfg.Root)
+	sc.StateDir = cfg.Client.StateDir
+	if cfg.Kubeadm != "" {
+		sc.Kubeadm = cfg.Kubeadm
+	}
+	if cfg.Kubectl != "" {
+		sc.Kubectl = cfg.Kubectl
+	}
+	sc.Logger = logger.With("component", "steps")
+	if err := sc.Validate(); err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return 2
+	}
+	runner, err := steps.New(sc)
+	if err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return 2
+	}
+	cfg.Client.Steps = runner
 	if err := cfg.Client.Validate(); err != nil {
 		fmt.Fprintf(stderr, "agent: %v\n", err)
 		return 2
@@ -98,7 +119,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := client.Run(ctx); err != nil {
+	err = client.Run(ctx)
+	// Steps in flight end with the context; their results are kept for the next start.
+	runner.Wait()
+	if err != nil {
 		logger.Error("agent stopped", "err", err)
 		return 1
 	}
