@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/server"
 	"github.com/deployme/deployme/internal/buildinfo"
 	"github.com/deployme/deployme/internal/envflag"
@@ -46,6 +47,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", cfg.Raft.TrailingLogs, "log entries kept after a snapshot")
 	fs.DurationVar(&cfg.Liveness.TTL, "liveness-ttl", cfg.Liveness.TTL, "how long an agent may go unheard before its host is offline (0 turns liveness off)")
 	fs.DurationVar(&cfg.Liveness.Grace, "liveness-grace", cfg.Liveness.Grace, "how long a new leader waits, beyond the TTL, before declaring hosts offline")
+	dev := fs.Bool("dev", false, "development mode: simulated hosts in this process (labelled simulated=true); see README")
+	devAgents := fs.Int("dev-agents", 6, "with --dev, how many simulated hosts to run")
+	devTimeScale := fs.Float64("dev-time-scale", 1, "with --dev, multiply the simulated kubeadm's realistic timings (0 = instant)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -62,6 +66,19 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 				cfg.Join = append(cfg.Join, u)
 			}
 		}
+	}
+	if *dev {
+		if *devAgents < 0 || *devAgents > 200 {
+			fmt.Fprintf(stderr, "coordinator: --dev-agents must be between 0 and 200\n")
+			return 2
+		}
+		if *devTimeScale < 0 {
+			fmt.Fprintf(stderr, "coordinator: --dev-time-scale must not be negative\n")
+			return 2
+		}
+		d := devmode.DefaultConfig()
+		d.Agents, d.TimeScale = *devAgents, *devTimeScale
+		cfg.Dev = &d
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/deployme/deployme/api/rest"
 	"github.com/deployme/deployme/coordinator/agentsvc"
+	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/fsm"
 	"github.com/deployme/deployme/coordinator/liveness"
@@ -71,6 +72,9 @@ type Config struct {
 	// Scheduler configures the reconciler that drives clusters through their steps (its
 	// Keyring is set from the data dir).
 	Scheduler scheduler.Config
+	// Dev, when set, runs simulated hosts in this process (development mode); their files
+	// live under <DataDir>/dev.
+	Dev *devmode.Config
 	// NoReconciler turns the reconciler off: for tests that put agentless hosts into state
 	// and move clusters by hand.
 	NoReconciler bool
@@ -376,6 +380,13 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.lead.run(gctx) })
 	g.Go(func() error { return s.agents.RunDispatch(gctx) })
+	if s.cfg.Dev != nil {
+		d := *s.cfg.Dev
+		d.Dir = filepath.Join(s.cfg.DataDir, "dev")
+		d.Coordinator = s.cfg.AdvertiseGRPC
+		d.Logger = s.logger
+		g.Go(func() error { return devmode.Run(gctx, d, s.svc) })
+	}
 	g.Go(func() error {
 		if err := s.join(gctx); err != nil {
 			if gctx.Err() != nil {

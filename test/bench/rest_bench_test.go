@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	if len(replRows) > 0 || len(failover) > 0 || len(replNotes) > 0 {
 		printReplicationTable()
 	}
+	if len(provRows) > 0 {
+		printProvisionTable()
+	}
 	os.Exit(code)
 }
 
