@@ -9,6 +9,8 @@ import (
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
 )
 
+const simulatedMark = "[simulated] "
+
 // maxOutput bounds the command output kept with a failed step (the agent sends a tail of
 // 20 lines; this also bounds a misbehaving one).
 const maxOutput = 4 << 10
@@ -115,6 +117,8 @@ func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
 	n := *old
 	n.Steps = append([]state.Step(nil), old.Steps...)
 	n.UpdatedAt = at
+	// Simulated agents mark their own messages; the event gets the mark once, in front.
+	m.Message = strings.TrimPrefix(m.GetMessage(), simulatedMark)
 	switch m.GetState() {
 	case state.StepRunning:
 		if m.GetMessage() == "" || m.GetMessage() == s.Phase {
@@ -219,7 +223,7 @@ func (f *FSM) stepEvent(n *state.Node, typ, msg string, started, at time.Time) {
 // simulated marks events of development-mode hosts, so nobody mistakes them for real ones.
 func (f *FSM) simulated(hostID, msg string) string {
 	if h, ok := f.st.Host(hostID); ok && h.Labels["simulated"] == "true" {
-		return "[simulated] " + msg
+		return simulatedMark + msg
 	}
 	return msg
 }
