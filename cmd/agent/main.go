@@ -88,6 +88,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "agent: --root is empty\n")
 		return 2
 	}
+	if err := cfg.Client.Validate(); err != nil {
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return 2
+	}
 	sc := steps.DefaultConfig()
 	sc.Root = filepath.Clean(cfg.Root)
 	sc.StateDir = cfg.Client.StateDir
@@ -108,10 +112,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	cfg.Client.Steps = runner
-	if err := cfg.Client.Validate(); err != nil {
-		fmt.Fprintf(stderr, "agent: %v\n", err)
-		return 2
-	}
 	client, err := coordclient.New(cfg.Client)
 	if err != nil {
 		fmt.Fprintf(stderr, "agent: %v\n", err)
