@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -272,8 +273,15 @@ func (h *Handler) clusterEvents(w http.ResponseWriter, r *http.Request, p *princ
 		writeJSON(w, http.StatusOK, events)
 		return nil
 	}
+	ctx := r.Context()
+	if h.cfg.Stopping != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(h.cfg.Stopping, cancel)()
+	}
 	// Check the cluster exists before committing to a stream.
-	first, err := h.b.ClusterEvents(r.Context(), id, since, false)
+	first, err := h.b.ClusterEvents(ctx, id, since, false)
 	if err != nil {
 		return err
 	}
@@ -294,7 +302,7 @@ func (h *Handler) clusterEvents(w http.ResponseWriter, r *http.Request, p *princ
 	send(first.Items)
 	for {
 		// The backend's wait returns an empty list after a while; that is the keepalive tick.
-		events, err := h.b.ClusterEvents(r.Context(), id, since, true)
+		events, err := h.b.ClusterEvents(ctx, id, since, true)
 		if err != nil {
 			// The stream is open: the client sees it end and reconnects with Last-Event-ID.
 			return nil

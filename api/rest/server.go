@@ -31,6 +31,10 @@ type Config struct {
 	Metrics http.Handler
 	// Now is the clock of the rate limiter (tests move it).
 	Now func() time.Time
+	// Stopping, when set, ends when the server begins to shut down: event streams close
+	// then (their clients reconnect elsewhere with Last-Event-ID) instead of holding the
+	// shutdown for its whole grace period.
+	Stopping context.Context
 }
 
 // DefaultConfig returns the defaults.

@@ -161,7 +161,9 @@ type Server struct {
 	httpLn   net.Listener
 	grpcLn   net.Listener
 	registry *prometheus.Registry
-	agents   *agentsvc.Server
+	// stopStreams ends the REST event streams when shutdown begins.
+	stopStreams context.CancelFunc
+	agents      *agentsvc.Server
 }
 
 // New opens the data dir and the listeners and starts Raft. Run serves.
@@ -288,12 +290,14 @@ func New(cfg Config) (s *Server, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStateMetrics(reg, node, f)
 	hc := cfg.REST
+	stopping, stopStreams := context.WithCancel(context.Background())
+	hc.Stopping = stopping
 	hc.Logger = logger.With(logkey.Component, "rest")
 	hc.Registerer = reg
 	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	h := rest.New(svc, hc)
 
-	srv.handler, srv.registry = h, reg
+	srv.handler, srv.registry, srv.stopStreams = h, reg, stopStreams
 	srv.agents = agentsvc.New(agentsvc.Config{ReplicaID: cfg.NodeID, Advertise: cfg.AdvertiseGRPC, HeartbeatInterval: cfg.AgentHeartbeat,
 		Steps: svc, Logger: logger.With(logkey.Component, "agentsvc")}, svc)
 	if !cfg.NoReconciler {
@@ -416,6 +420,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// hold the shutdown for the whole timeout while this replica still leads. They are
 		// cut at once; agents reconnect to another replica with backoff.
 		grpcSrv.Stop()
+		s.stopStreams()
 		_ = httpSrv.Shutdown(shutCtx)
 		peerGRPC.Stop()
 		s.mux.Close()
