@@ -5,7 +5,7 @@ GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint generate generate-check tools bench bench-fleet kubeadm clean
+.PHONY: all build run test test-short lint generate generate-check tools proto-plugins bench bench-fleet kubeadm clean
 
 all: build
 
@@ -55,7 +55,10 @@ fuzz:
 	done
 
 # The protoc plugins are `tool` dependencies in go.mod: their versions are pinned there.
-tools:
+# Every tool the build and the tests use, in tools/bin: the protoc plugins and the real kubeadm.
+tools: proto-plugins kubeadm
+
+proto-plugins:
 	@mkdir -p $(GOBIN_TOOLS)
 	$(GO) build -o $(GOBIN_TOOLS)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
@@ -83,7 +86,7 @@ $(GOBIN_TOOLS)/kubeadm: tools/kubeadm/go.mod
 	mv $@.tmp $@
 
 # Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
-generate: tools
+generate: proto-plugins
 	cd proto && PATH=$(GOBIN_TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative $$(find . -name '*.proto' | sort)
 

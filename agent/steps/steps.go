@@ -58,6 +58,8 @@ const (
 	modulesConf    = "/etc/modules-load.d/deployme-k8s.conf"
 	sysctlConf     = "/etc/sysctl.d/99-deployme-k8s.conf"
 	containerdConf = "/etc/containerd/conf.d/deployme.toml"
+	// cniConf is written on each node by the CNI DaemonSet the coordinator installs.
+	cniConf = "/etc/cni/net.d/10-deployme.conflist"
 
 	kubeletBinary    = "/usr/bin/kubelet"
 	containerdSocket = "/run/containerd/containerd.sock"
@@ -78,7 +80,7 @@ var clusterPKI = []string{
 var (
 	ourFiles = []string{
 		initConfigPath, joinConfigPath, cniManifestPath,
-		modulesConf, sysctlConf, containerdConf,
+		modulesConf, sysctlConf, containerdConf, cniConf,
 	}
 	kubeadmTrees = []string{kubernetesDir, kubeletDataDir, etcdDataDir}
 )
