@@ -116,6 +116,7 @@ type Node struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	trans     *raft.NetworkTransport
+	stream    *streamLayer
 	logger    *slog.Logger
 }
 
@@ -215,7 +216,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
-	n := &Node{logs: logs, fresh: !has, notify: make(chan bool, 1), stopped: make(chan struct{}), cfg: cfg, raft: r, store: store, trans: trans, logger: logger}
+	n := &Node{logs: logs, fresh: !has, notify: make(chan bool, 1), stopped: make(chan struct{}), cfg: cfg, raft: r, store: store, trans: trans, stream: stream, logger: logger}
 	go n.drainNotify(notify)
 	return n, nil
 }
@@ -325,9 +326,27 @@ func (n *Node) drainNotify(in <-chan bool) {
 	}
 }
 
+// shutdownStall is how long Close lets Raft stop by itself before cutting its connections.
+const shutdownStall = 2 * time.Second
+
 // Close shuts the node down and closes its stores.
+//
+// hashicorp/raft's Shutdown waits for its replication goroutines, and a pipelined
+// AppendEntries can block for good on a peer that stopped answering (its in-flight window
+// full, nothing to read): seen in CI as a replica that never finished stopping. When
+// Shutdown stalls, the connections this node dialled are closed, which fails those sends and
+// lets Shutdown finish.
 func (n *Node) Close() error {
-	err := n.raft.Shutdown().Error()
+	done := make(chan error, 1)
+	go func() { done <- n.raft.Shutdown().Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(shutdownStall):
+		n.logger.Warn("raft shutdown stalled; closing its peer connections")
+		n.stream.closeDialled()
+		err = <-done
+	}
 	n.closeOnce.Do(func() { close(n.stopped) })
 	if cerr := n.trans.Close(); err == nil {
 		err = cerr
@@ -338,11 +357,57 @@ func (n *Node) Close() error {
 	return err
 }
 
-// streamLayer adapts an injected listener to raft.StreamLayer.
+// streamLayer adapts an injected listener to raft.StreamLayer. It remembers the
+// connections it dialled, so that a stalled shutdown can cut them.
 type streamLayer struct {
 	ln   net.Listener
 	adv  net.Addr
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	mu      sync.Mutex
+	dialled map[net.Conn]struct{}
+}
+
+// trackedConn forgets itself when closed.
+type trackedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.dialled, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (s *streamLayer) track(c net.Conn, err error) (net.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, s: s}
+	s.mu.Lock()
+	if s.dialled == nil {
+		s.dialled = map[net.Conn]struct{}{}
+	}
+	s.dialled[tc] = struct{}{}
+	s.mu.Unlock()
+	return tc, nil
+}
+
+func (s *streamLayer) closeDialled() {
+	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.dialled))
+	for c := range s.dialled {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
@@ -350,11 +415,11 @@ func (s *streamLayer) Close() error              { return s.ln.Close() }
 func (s *streamLayer) Addr() net.Addr            { return s.adv }
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	if s.dial == nil {
-		return net.DialTimeout("tcp", string(addr), timeout)
+		return s.track(net.DialTimeout("tcp", string(addr), timeout))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.dial(ctx, string(addr))
+	return s.track(s.dial(ctx, string(addr)))
 }
 
 // slogWriter routes hashicorp/raft's hclog lines into slog.
