@@ -296,3 +296,37 @@ func total(m map[string]int) int {
 	}
 	return n
 }
+
+// Adding workers to a running cluster provisions only the new nodes (scaling, then running)
+// with the same steps and fresh join tokens; init does not run again.
+func TestScaleUpWorkers(t *testing.T) {
+	f := newFleet(t, 1, 4)
+	ctx := context.Background()
+	c := f.create("grow", 1, 1)
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	before := total(f.initRuns(t))
+	got, err := f.c.Client().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "scaling" {
+		t.Errorf("status after PATCH = %s, want scaling", got.Status)
+	}
+	c = f.waitStatus(c.ID, "running", 60*time.Second)
+	if c.NodeCount != 4 || c.Workers != 3 {
+		t.Errorf("node_count %d, workers %d; want 4 and 3", c.NodeCount, c.Workers)
+	}
+	if n := total(f.initRuns(t)) - before; n != 0 {
+		t.Errorf("kubeadm init ran %d more times while scaling", n)
+	}
+	nodes, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := stepOrder(f.events(c.ID))
+	for _, n := range nodes.Items {
+		if diff := cmp.Diff(state.PlanFor(n.Role), order[n.HostID]); diff != "" {
+			t.Errorf("host %s (%s): steps (-plan +events):\n%s", n.HostID, n.Role, diff)
+		}
+	}
+}
