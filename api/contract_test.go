@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +25,7 @@ import (
 	"github.com/deployme/deployme/api/client"
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/clustertest"
+	"github.com/deployme/deployme/coordinator/server"
 )
 
 // The contract tests drive a real in-process coordinator over HTTP on 127.0.0.1 and
@@ -257,7 +262,15 @@ const clusterBody = `{"name":"%s","control_planes":1,"workers":1,"node_size":"sm
 // every operation for authentication, unlisted methods and permissions, and finally checks
 // that every operation's success answer was seen.
 func TestContract(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{})
+	// The agent binary the installation routes serve: any bytes do.
+	agentBin := []byte("\x7fELF not really an agent\n")
+	agentPath := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(agentPath, agentBin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	agentSum := sha256.Sum256(agentBin)
+	agentHex := hex.EncodeToString(agentSum[:])
+	c := clustertest.Start(t, clustertest.Options{Configure: func(cfg *server.Config) { cfg.AgentBinary = agentPath }})
 	v := apitest.NewValidator(t)
 	a := newCaller(c, v)
 	hosts := c.AddHosts(6, clustertest.HostSpec{})
@@ -275,6 +288,31 @@ func TestContract(t *testing.T) {
 		{name: "healthz with an unknown query parameter", method: "GET", path: "/healthz?verbose=1", want: 400, code: "invalid_request", field: "verbose"},
 		{name: "readyz", method: "GET", path: "/readyz", want: 200},
 		{name: "readyz with an unknown query parameter", method: "GET", path: "/readyz?x=1", want: 400, code: "invalid_request", field: "x"},
+
+		// Agent installation: no token.
+		{name: "install script", method: "GET", path: "/install.sh", want: 200, check: func(t *testing.T, r response) {
+			if want := "DEPLOYME_URL='" + c.URL() + "'"; !bytes.Contains(r.body, []byte(want)) {
+				t.Errorf("the script does not download from this coordinator (%s)", want)
+			}
+		}},
+		{name: "install script with a parameter", method: "GET", path: "/install.sh?arch=amd64", want: 400, code: "invalid_request", field: "arch"},
+		{name: "agent download", method: "GET", path: "/v1/agent/download?os=linux&arch=amd64", want: 200, check: func(t *testing.T, r response) {
+			if !bytes.Equal(r.body, agentBin) {
+				t.Errorf("body %q, want the agent binary %q", r.body, agentBin)
+			}
+			wantHeader("X-Checksum-Sha256", agentHex)(t, r)
+		}},
+		{name: "agent download cached", method: "GET", path: "/v1/agent/download?os=linux&arch=amd64",
+			header: map[string]string{"If-None-Match": `"sha256:` + agentHex + `"`}, want: 304},
+		{name: "agent download for arm64", method: "GET", path: "/v1/agent/download?os=linux&arch=arm64", want: 404, code: "not_found"},
+		{name: "agent download without os", method: "GET", path: "/v1/agent/download?arch=amd64", want: 400, code: "invalid_request", field: "os"},
+		{name: "agent download for a malformed arch", method: "GET", path: "/v1/agent/download?os=linux&arch=AMD64", want: 400, code: "invalid_request", field: "arch"},
+		{name: "agent checksum", method: "GET", path: "/v1/agent/download.sha256?os=linux&arch=amd64", want: 200, check: func(t *testing.T, r response) {
+			if got, want := string(r.body), agentHex+"  deployme-agent\n"; got != want {
+				t.Errorf("body %q, want %q", got, want)
+			}
+		}},
+		{name: "agent checksum for windows", method: "GET", path: "/v1/agent/download.sha256?os=windows&arch=amd64", want: 404, code: "not_found"},
 		{name: "metrics", method: "GET", path: "/metrics", token: "admin", want: 200, check: func(t *testing.T, r response) {
 			if !bytes.Contains(r.body, []byte("deployme_http_requests_total")) {
 				t.Errorf("metrics lack deployme_http_requests_total")

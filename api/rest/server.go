@@ -35,6 +35,8 @@ type Config struct {
 	// then (their clients reconnect elsewhere with Last-Event-ID) instead of holding the
 	// shutdown for its whole grace period.
 	Stopping context.Context
+	// Installer serves /install.sh and the agent binary; nil answers 503 there.
+	Installer Installer
 }
 
 // DefaultConfig returns the defaults.
@@ -47,6 +49,7 @@ type access int
 
 const (
 	public       access = iota // no token (health probes)
+	anonymous                  // no token, counted against the per-IP budget (agent installation)
 	anyToken                   // any valid token
 	clusterRead                // read, scope may be cluster-limited
 	clusterWrite               // write, scope may be cluster-limited
@@ -121,6 +124,12 @@ func (h *Handler) table() []route {
 		{"GET", "/metrics", globalRead, h.metrics},
 		{"GET", "/v1/openapi.json", anyToken, h.openapi},
 		{"GET", "/v1/kubernetes/versions", anyToken, h.versions},
+
+		// Hosts being installed have no API token: the join token they are given is for
+		// the agent's registration, over gRPC.
+		{"GET", "/install.sh", anonymous, h.installScript},
+		{"GET", "/v1/agent/download", anonymous, h.agentDownload},
+		{"GET", "/v1/agent/download.sha256", anonymous, h.agentChecksum},
 
 		{"GET", "/v1/clusters", clusterRead, h.listClusters},
 		{"POST", "/v1/clusters", clusterWrite, h.createCluster},
@@ -228,7 +237,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *route, route
 	var p *principal
 	key, limit := "ip:"+clientIP(r), h.cfg.AnonymousLimit
 	var authErr error
-	if acc != public {
+	if acc != public && acc != anonymous {
 		if secret, ok := bearer(r); !ok {
 			authErr = v1.Errorf(v1.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
 		} else if tok, err := h.b.Authenticate(r.Context(), secret); err != nil {
@@ -243,7 +252,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *route, route
 	}
 	// Health probes carry the headers but do not draw on the anonymous budget: it exists to
 	// throttle token guessing, and probes refused by it would take a healthy replica out of
-	// its load balancer.
+	// its load balancer. The agent installation routes do draw on it: a download sends tens
+	// of megabytes to anyone who asks, and the install script retries a 429.
 	take := h.limiter.take
 	if acc == public {
 		take = h.limiter.peek
@@ -292,7 +302,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *route, route
 func checkAccess(p *principal, a access) error {
 	deny := func(msg string) error { return v1.Errorf(v1.CodeForbidden, "%s", msg) }
 	switch a {
-	case public, anyToken:
+	case public, anonymous, anyToken:
 		return nil
 	case clusterRead:
 		if !p.has(v1.PermRead) {

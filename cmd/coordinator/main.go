@@ -41,6 +41,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate for mutual TLS between replicas (with --tls-key and --tls-ca)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA that signs every replica's certificate")
+	fs.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "linux/amd64 agent binary that /install.sh downloads onto hosts (/v1/agent/download)")
 	fs.StringVar(&cfg.Service.DefaultPlan, "default-plan", cfg.Service.DefaultPlan, "plan of tokens created without one: community, pro, enterprise")
 	fs.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries between snapshots")
 	fs.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often the snapshot threshold is checked")

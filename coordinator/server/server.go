@@ -26,6 +26,7 @@ import (
 
 	"github.com/deployme/deployme/api/rest"
 	"github.com/deployme/deployme/coordinator/agentsvc"
+	"github.com/deployme/deployme/coordinator/artifacts"
 	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/fsm"
@@ -85,6 +86,10 @@ type Config struct {
 	// AgentHeartbeat, when positive, is the heartbeat interval agents are told to use
 	// (tests); zero keeps the default that grows with the fleet (5 s + 1 s per 1,000 hosts).
 	AgentHeartbeat time.Duration
+	// AgentBinary is the linux/amd64 agent binary that /v1/agent/download hands to hosts
+	// the install script sets up. Default: "agent" beside this executable (bin/ after
+	// make build); a missing file answers 503 there, and nothing else depends on it.
+	AgentBinary string
 
 	// Listeners, when set, are used instead of listening on the addresses (tests use
 	// 127.0.0.1:0 listeners).
@@ -118,8 +123,19 @@ func DefaultConfig() Config {
 		Service:          service.DefaultConfig(),
 		Scheduler:        scheduler.DefaultConfig(),
 		REST:             rest.DefaultConfig(),
+		AgentBinary:      defaultAgentBinary(),
 		Stdout:           os.Stdout,
 	}
+}
+
+// defaultAgentBinary is "agent" in the directory of the running executable: make build and
+// the packages put both binaries side by side. Empty when the executable cannot be found.
+func defaultAgentBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(exe), "agent")
 }
 
 // Validate checks the configuration.
@@ -286,6 +302,16 @@ func New(cfg Config) (s *Server, err error) {
 		{Name: "ensure-agent-ca", Run: srv.ensureAgentCALoop},
 	}, cfg.LeaderLoops...)
 
+	// The install script is rendered with the address hosts reach this replica at, so any
+	// replica serves a script that downloads from itself.
+	installer, err := artifacts.New(artifacts.Config{AgentBinary: cfg.AgentBinary, AdvertiseHTTP: cfg.AdvertiseHTTP})
+	if err != nil {
+		return nil, err
+	}
+	if host, _, _ := net.SplitHostPort(cfg.AdvertiseHTTP); host == "" || net.ParseIP(host).IsUnspecified() {
+		logger.Warn("hosts cannot download the agent from an unspecified address: set --advertise-http to one they reach",
+			logkey.Addr, cfg.AdvertiseHTTP)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStateMetrics(reg, node, f)
@@ -295,6 +321,7 @@ func New(cfg Config) (s *Server, err error) {
 	hc.Logger = logger.With(logkey.Component, "rest")
 	hc.Registerer = reg
 	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	hc.Installer = installer
 	h := rest.New(svc, hc)
 
 	srv.handler, srv.registry, srv.stopStreams = h, reg, stopStreams

@@ -59,9 +59,15 @@ var authzEpoch = time.Date(2031, 3, 4, 5, 6, 15, 0, time.UTC)
 // authzStart starts a coordinator whose service and rate limiter read clock.
 func authzStart(t *testing.T, clock *authzClock, configure func(*server.Config)) *clustertest.Cluster {
 	t.Helper()
+	// Something for the agent downloads to serve: they take no token, whoever asks.
+	agent := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(agent, []byte("agent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return clustertest.Start(t, clustertest.Options{Configure: func(cfg *server.Config) {
 		cfg.Service.Now = clock.Now
 		cfg.REST.Now = clock.Now
+		cfg.AgentBinary = agent
 		if configure != nil {
 			configure(cfg)
 		}
@@ -174,6 +180,9 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	//                                                non  exp  rev   rd   wr  adm  cid   c*  cro
 	"GET /healthz":                                  {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /readyz":                                   {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /install.sh":                               {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /v1/agent/download":                        {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /v1/agent/download.sha256":                 {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /metrics":                                  {401, 401, 401, 200, 200, 200, 403, 403, 403},
 	"GET /v1/openapi.json":                          {401, 401, 401, 200, 200, 200, 200, 200, 200},
 	"GET /v1/kubernetes/versions":                   {401, 401, 401, 200, 200, 200, 200, 200, 200},
@@ -299,6 +308,11 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		"GET /v1/clusters", "GET /v1/tokens", "GET /v1/infras", "GET /v1/hosts", "GET /v1/coordinator/members":
 		_, path, _ = strings.Cut(route, " ")
 		return path, nil
+	case "GET /install.sh":
+		return "/install.sh", nil
+	case "GET /v1/agent/download", "GET /v1/agent/download.sha256":
+		_, path, _ = strings.Cut(route, " ")
+		return path + "?os=linux&arch=amd64", nil
 	case "POST /v1/clusters":
 		e.c.AddHosts(2, clustertest.HostSpec{})
 		return "/v1/clusters", map[string]any{"name": e.name("new"), "control_planes": 1, "workers": 1, "node_size": "small"}
