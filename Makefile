@@ -5,7 +5,7 @@ GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint generate generate-check tools proto-plugins bench bench-fleet kubeadm clean
+.PHONY: all build run test test-short lint generate generate-check tools proto-plugins bench bench-fleet kubeadm dist clean
 
 all: build
 
@@ -55,8 +55,9 @@ fuzz:
 	done
 
 # The protoc plugins are `tool` dependencies in go.mod: their versions are pinned there.
-# Every tool the build and the tests use, in tools/bin: the protoc plugins and the real kubeadm.
-tools: proto-plugins kubeadm
+# Every tool the build and the tests use, in tools/bin: the protoc plugins, the real kubeadm
+# and nfpm (packages).
+tools: proto-plugins kubeadm $(GOBIN_TOOLS)/nfpm
 
 proto-plugins:
 	@mkdir -p $(GOBIN_TOOLS)
@@ -83,6 +84,45 @@ $(GOBIN_TOOLS)/kubeadm: tools/kubeadm/go.mod
 	@mkdir -p $(GOBIN_TOOLS)
 	cd tools/kubeadm && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(KUBEADM_LDFLAGS)" \
 		-o $@.tmp k8s.io/kubernetes/cmd/kubeadm
+	mv $@.tmp $@
+
+# Debian packages of the coordinator (with the deployme CLI) and of the agent, built by nfpm
+# from tools/dist/*.yaml (see tools/dist/README.md): dist/deployme-coordinator_<ver>_amd64.deb
+# and dist/deployme-agent_<ver>_amd64.deb, where <ver> is VERSION, the version stamped into
+# the binaries, made a Debian version by tools/dist/debversion.sh. The agent package's unit is
+# internal/units/deployme-agent.service with ExecStart moved from the install script's
+# /usr/local/bin to /usr/bin; the build fails if that line ever stops matching. File times
+# are the commit's (SOURCE_DATE_EPOCH), so one commit gives the same packages every time.
+# BIN and DIST may be set on the command line (test/dist builds in a temporary directory).
+DIST := dist
+NFPM := $(GOBIN_TOOLS)/nfpm
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+AGENT_UNIT := $(DIST)/staging/deployme-agent.service
+
+dist: build $(NFPM)
+	@if [ "$$($(GO) env GOOS)/$$($(GO) env GOARCH)" != linux/amd64 ]; then \
+		echo "make dist packages linux/amd64 binaries: run it with GOOS=linux GOARCH=amd64"; exit 1; fi
+	@mkdir -p $(DIST)/staging
+	rm -f $(DIST)/deployme-coordinator_*.deb $(DIST)/deployme-agent_*.deb
+	sed 's|^ExecStart=/usr/local/bin/deployme-agent\([[:space:]].*\)\{0,1\}$$|ExecStart=/usr/bin/deployme-agent\1|' \
+		internal/units/deployme-agent.service >$(AGENT_UNIT)
+	@if ! grep -q '^ExecStart=/usr/bin/deployme-agent' $(AGENT_UNIT) || grep -q '^Exec.*/usr/local/' $(AGENT_UNIT); then \
+		echo "internal/units/deployme-agent.service: no ExecStart=/usr/local/bin/deployme-agent to rewrite"; exit 1; fi
+	@set -e; v=$$(sh tools/dist/debversion.sh '$(VERSION)'); \
+	for p in coordinator agent; do \
+		echo "nfpm: deployme-$$p $$v"; \
+		DIST_VERSION=$$v DIST_BIN=$(BIN) DIST_STAGING=$(DIST)/staging SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+			$(NFPM) package --packager deb --config tools/dist/$$p.yaml --target $(DIST)/; \
+	done
+
+# nfpm from tools/nfpm, its own module, so that its dependencies never enter the main go.mod.
+# Its version is stamped from that go.mod (module builds carry none). Rebuilt only when
+# tools/nfpm/go.mod is newer than the binary; built under a temporary name, as kubeadm is.
+$(NFPM): tools/nfpm/go.mod
+	@mkdir -p $(GOBIN_TOOLS)
+	cd tools/nfpm && v=$$($(GO) list -m -f '{{.Version}}' github.com/goreleaser/nfpm/v2) && \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" \
+		-o $@.tmp github.com/goreleaser/nfpm/v2/cmd/nfpm
 	mv $@.tmp $@
 
 # Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
