@@ -413,7 +413,13 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.agents.RunDispatch(gctx) })
 	if s.cfg.Dev != nil {
 		d := *s.cfg.Dev
-		d.Dir = filepath.Join(s.cfg.DataDir, "dev")
+		// Simulated hosts' roots must be absolute (the step runner refuses anything else),
+		// and --data-dir is usually relative (make run: ./data).
+		dir, err := filepath.Abs(filepath.Join(s.cfg.DataDir, "dev"))
+		if err != nil {
+			return fmt.Errorf("development mode: %w", err)
+		}
+		d.Dir = dir
 		d.Coordinator = s.cfg.AdvertiseGRPC
 		d.Logger = s.logger
 		g.Go(func() error { return devmode.Run(gctx, d, s.svc) })
