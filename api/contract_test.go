@@ -275,11 +275,18 @@ func TestContract(t *testing.T) {
 	a := newCaller(c, v)
 	hosts := c.AddHosts(6, clustertest.HostSpec{})
 	spare := c.AddHosts(1, clustertest.HostSpec{})
+	// Hosts of a bare-metal infra wait in discovered until an operator accepts them.
+	bmName, bmKind := "rack-bm", "baremetal"
+	bm, err := c.Client().CreateInfra(context.Background(), v1.CreateInfraRequest{Name: &bmName, Kind: &bmKind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	discovered := c.AddHosts(1, clustertest.HostSpec{InfraID: bm.ID, Discovered: true})
 	spec, err := api.SpecJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"admin": c.AdminToken, "bogus": "dpl_not_a_real_token", "host": hosts[0].ID, "spare": spare[0].ID}
+	vars := map[string]string{"admin": c.AdminToken, "bogus": "dpl_not_a_real_token", "host": hosts[0].ID, "spare": spare[0].ID, "discovered": discovered[0].ID}
 	tooLarge := []byte(`{"name":"` + strings.Repeat("a", 2<<20) + `"}`)
 
 	steps := []step{
@@ -406,6 +413,13 @@ func TestContract(t *testing.T) {
 		{name: "get missing host", method: "GET", path: "/v1/hosts/host_missing", token: "admin", want: 404, code: "not_found"},
 		{name: "decommission host", method: "DELETE", path: "/v1/hosts/{spare}", token: "admin", want: 204},
 		{name: "decommission missing host", method: "DELETE", path: "/v1/hosts/host_missing", token: "admin", want: 404, code: "not_found"},
+		{name: "accept host as a reader", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "read", want: 403, code: "forbidden"},
+		{name: "accept host with a parameter", method: "POST", path: "/v1/hosts/{discovered}/accept?force=1", token: "admin", want: 400, code: "invalid_request", field: "force"},
+		{name: "accept host", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "admin", want: 200, check: wantField([]string{"state"}, "available")},
+		{name: "accept host again", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "admin", header: map[string]string{"Idempotency-Key": "accept-1"},
+			want: 200, check: wantField([]string{"state"}, "available")},
+		{name: "accept missing host", method: "POST", path: "/v1/hosts/host_missing/accept", token: "admin", want: 404, code: "not_found"},
+		{name: "accept a decommissioned host", method: "POST", path: "/v1/hosts/{spare}/accept", token: "admin", want: 409, code: "conflict"},
 
 		// Clusters.
 		{name: "create cluster", method: "POST", path: "/v1/clusters", token: "admin", body: fmt.Sprintf(clusterBody, "alpha"), want: 201,
@@ -596,6 +610,7 @@ func TestContract(t *testing.T) {
 				return err
 			}},
 			{"GetHost", func() error { _, err := cl.GetHost(ctx, vars["host"]); return err }},
+			{"AcceptHost", func() error { _, err := cl.AcceptHost(ctx, vars["discovered"]); return err }},
 			{"Members", func() error { _, err := cl.Members(ctx); return err }},
 		}
 		for _, tc := range calls {

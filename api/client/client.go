@@ -307,6 +307,12 @@ func (c *Client) DecommissionHost(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id), nil, nil)
 }
 
+// AcceptHost makes a discovered host available to clusters and returns it.
+func (c *Client) AcceptHost(ctx context.Context, id string) (*v1.Host, error) {
+	var out v1.Host
+	return &out, c.call(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(id)+"/accept", nil, &out)
+}
+
 // Members lists the coordinator replicas.
 func (c *Client) Members(ctx context.Context) (*v1.MemberList, error) {
 	var out v1.MemberList

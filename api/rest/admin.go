@@ -201,6 +201,20 @@ func (h *Handler) deleteHost(w http.ResponseWriter, r *http.Request, _ *principa
 	return nil
 }
 
+// acceptHost reads no body: the path names everything there is to decide. Its
+// Idempotency-Key, like every write's, was read before the handler and travels in the context.
+func (h *Handler) acceptHost(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
+	host, err := h.b.AcceptHost(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, host)
+	return nil
+}
+
 func (h *Handler) listMembers(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	if err := newQuery(r.URL).err; err != nil {
 		return err

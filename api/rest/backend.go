@@ -67,6 +67,9 @@ type Backend interface {
 	ListHosts(ctx context.Context, q HostQuery) (*v1.HostList, error)
 	GetHost(ctx context.Context, id string) (*v1.Host, error)
 	DecommissionHost(ctx context.Context, id string) error
+	// AcceptHost makes a discovered host available to clusters; an accepted one is returned
+	// as it is.
+	AcceptHost(ctx context.Context, id string) (*v1.Host, error)
 
 	ListMembers(ctx context.Context) (*v1.MemberList, error)
 	AddMember(ctx context.Context, req *v1.AddMemberRequest) (*v1.Member, error)

@@ -157,6 +157,7 @@ func (h *Handler) table() []route {
 		{"GET", "/v1/hosts", globalRead, h.listHosts},
 		{"GET", "/v1/hosts/{id}", globalRead, h.getHost},
 		{"DELETE", "/v1/hosts/{id}", adminOnly, h.deleteHost},
+		{"POST", "/v1/hosts/{id}/accept", adminOnly, h.acceptHost},
 
 		{"GET", "/v1/coordinator/members", adminOnly, h.listMembers},
 		{"POST", "/v1/coordinator/members", adminOnly, h.addMember},

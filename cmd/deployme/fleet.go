@@ -175,9 +175,10 @@ one-line command that installs and starts the agent on a host. The token is show
 }
 
 func (a *app) hostCmd() *cobra.Command {
-	c := group("host", "Inspect and decommission the fleet's hosts",
+	c := group("host", "Inspect, accept and decommission the fleet's hosts",
 		a.hostListCmd(),
 		a.hostGetCmd(),
+		a.hostAcceptCmd(),
 		a.deleteCmd("decommission", "Take a host out of the fleet (it must not be a cluster's node)", "Host %s decommissioned\n",
 			func(cmd *cobra.Command, c *client.Client, id string) error {
 				return c.DecommissionHost(cmd.Context(), id)
@@ -240,6 +241,27 @@ func (a *app) hostGetCmd() *cobra.Command {
 				return err
 			}
 			h, err := c.GetHost(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.render(h, func(tw io.Writer) { a.hostDetail(tw, *h) })
+		},
+	}
+}
+
+func (a *app) hostAcceptCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "accept ID",
+		Short: "Make a discovered host available to clusters",
+		Long: `Accepts a discovered host: hosts of a baremetal infra register as discovered, and no
+cluster is placed on them until they are accepted. Accepting an accepted host changes nothing.`,
+		Args: exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.AcceptHost(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -108,6 +108,34 @@ func addHosts(t *testing.T, c *clustertest.Cluster, prefix string, seq, n int, i
 	return out
 }
 
+// addDiscoveredHost registers a host in a baremetal infra of its own, where hosts wait in
+// discovered until accepted; its MAC and address follow the four hosts of setUp.
+func addDiscoveredHost(t *testing.T, c *clustertest.Cluster) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name, kind := "lille-bm", "baremetal"
+	in, err := c.Client().CreateInfra(ctx, v1.CreateInfraRequest{Name: &name, Kind: &kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.Service().RegisterHost(ctx, service.HostRegistration{
+		InfraID:     in.ID,
+		Hostname:    "bm-1",
+		CPUs:        16,
+		MemoryBytes: 64 << 30,
+		Disks:       []v1.Disk{{Name: "nvme0n1", SizeBytes: 500 << 30}},
+		NICs:        []v1.NIC{{Name: "eno1", MAC: "02:00:00:00:00:05", Addresses: []string{"192.0.2.5/24"}, Up: true}},
+	})
+	if err != nil {
+		t.Fatalf("register host: %v", err)
+	}
+	if h.State != v1.HostDiscovered {
+		t.Fatalf("host %s registered %s, want discovered", h.ID, h.State)
+	}
+	return h.ID
+}
+
 // TestGolden runs every list and get command, in each output format, plus the usage and
 // API errors, against an in-process coordinator, and compares what it prints with
 // testdata/<name>.golden once random IDs, secrets, ports and times are normalised.
@@ -121,13 +149,23 @@ func TestGolden(t *testing.T) {
 		// all "1h" old, however long the set-up took.
 		now: func() time.Time { return start.Add(90 * time.Minute) },
 	}
-	ids := strings.NewReplacer("{infra}", fx.infra, "{cluster}", fx.cluster, "{token}", fx.token,
-		"{managed-host}", fx.managedHost, "{infra-host}", fx.infraHost)
+	// discoveredHost is registered just before the case that accepts it: set up with the
+	// others, it would show in every host list.
+	var discoveredHost string
+	ids := func() *strings.Replacer {
+		return strings.NewReplacer("{infra}", fx.infra, "{cluster}", fx.cluster, "{token}", fx.token,
+			"{managed-host}", fx.managedHost, "{infra-host}", fx.infraHost, "{discovered-host}", discoveredHost)
+	}
 
 	type tc struct {
 		name string
 		args string // placeholders in braces stand for the fixtures' IDs
 		code int
+	}
+	// before makes, for the case of that name, what its command needs and the reads must not
+	// see.
+	before := map[string]func(t *testing.T){
+		"host-accept": func(t *testing.T) { discoveredHost = addDiscoveredHost(t, c) },
 	}
 	var cases []tc
 	// Every read command in every format.
@@ -176,6 +214,7 @@ func TestGolden(t *testing.T) {
 		tc{"infra-join-token.json", "infra join-token {infra} -o json", exitOK},
 		tc{"token-create", "token create --name deployer --permissions read,write --scope cluster:* --expires 30d --plan pro", exitOK},
 		tc{"token-revoke", "token revoke {token}", exitOK},
+		tc{"host-accept", "host accept {discovered-host}", exitOK},
 		// A member that will never answer: a non-voter, so quorum is unaffected, removed again.
 		tc{"coordinator-join", "coordinator join node-9 --raft-address 127.0.0.1:19999 --http-address 127.0.0.1:19998", exitOK},
 		tc{"coordinator-remove-last-voter", "coordinator remove node-1", exitError},
@@ -184,7 +223,10 @@ func TestGolden(t *testing.T) {
 	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := strings.Fields(ids.Replace(tc.args))
+			if fn := before[tc.name]; fn != nil {
+				fn(t)
+			}
+			args := strings.Fields(ids().Replace(tc.args))
 			got := run.run(args...)
 			if got.code != tc.code {
 				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", got.code, tc.code, got.stdout, got.stderr)

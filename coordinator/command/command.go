@@ -48,6 +48,7 @@ const (
 	TypeSetClusterPKI    Type = 22
 	TypeDispatchStep     Type = 23
 	TypeReportStep       Type = 24
+	TypeAcceptHost       Type = 25
 )
 
 // Version is the payload encoding version written by this code.
@@ -78,6 +79,7 @@ var names = map[Type]string{
 	TypeSetClusterPKI:    "set_cluster_pki",
 	TypeDispatchStep:     "dispatch_step",
 	TypeReportStep:       "report_step",
+	TypeAcceptHost:       "accept_host",
 }
 
 func (t Type) String() string {
@@ -141,6 +143,8 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.DispatchStep{}, nil
 	case TypeReportStep:
 		return &raftcmdv1.ReportStep{}, nil
+	case TypeAcceptHost:
+		return &raftcmdv1.AcceptHost{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

@@ -50,3 +50,27 @@ func (f *FSM) applyDecommissionHost(m *raftcmdv1.DecommissionHost) any {
 	f.st.PutHost(&h)
 	return &h
 }
+
+// applyAcceptHost makes a discovered host available, so placement can use it. Accepting a
+// host that is already available or assigned changes nothing (the operator's retry, or an
+// accept racing with placement, must not fail or undo anything). An offline host keeps its
+// state: what changes is the state it returns to, so it comes back accepted.
+func (f *FSM) applyAcceptHost(m *raftcmdv1.AcceptHost) any {
+	old, ok := f.st.Host(m.GetId())
+	if !ok {
+		return state.NotFound("host %s not found", m.GetId())
+	}
+	h := *old
+	switch {
+	case old.State == state.HostDiscovered:
+		h.State = state.HostAvailable
+	case old.State == state.HostOffline && old.OfflineFrom == state.HostDiscovered:
+		h.OfflineFrom = state.HostAvailable
+	case old.State == state.HostDecommissioned:
+		return state.Conflict("host %s is %s and cannot be accepted", old.ID, old.State)
+	default:
+		return old
+	}
+	f.st.PutHost(&h)
+	return &h
+}

@@ -115,6 +115,8 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applyRegisterHost(m)
 	case *raftcmdv1.DecommissionHost:
 		return f.applyDecommissionHost(m)
+	case *raftcmdv1.AcceptHost:
+		return f.applyAcceptHost(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

@@ -218,6 +218,12 @@ func fill(r *replay) {
 	discovered := r.hostCmd("host_new", "infra_dc", 2, 4)
 	discovered.Host.State = state.HostDiscovered
 	r.ok(command.TypeRegisterHost, discovered)
+	// Another one is accepted by the operator; host_new stays discovered, so the snapshot
+	// still holds a discovered host.
+	accepted := r.hostCmd("host_accepted", "infra_dc", 2, 4)
+	accepted.Host.State = state.HostDiscovered
+	r.ok(command.TypeRegisterHost, accepted)
+	r.ok(command.TypeAcceptHost, &raftcmdv1.AcceptHost{Id: "host_accepted", At: r.at()})
 	// A re-registration refreshes the inventory (a new agent version here).
 	again := r.hostCmd("host_m0", fsm.ManagedInfraID, 4, 8, "rack", "r0", "zone", "z0")
 	again.Host.AgentVersion = "v0.2.0"
@@ -362,7 +368,7 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "delete managed infra", typ: command.TypeDeleteInfra, kind: state.KindConflict,
 			msg: func(*replay) proto.Message { return &raftcmdv1.DeleteInfra{Id: fsm.ManagedInfraID} }},
 		{name: "delete infra in use", typ: command.TypeDeleteInfra, kind: state.KindConflict,
-			details: map[string]any{"hosts": 6, "clusters": 1},
+			details: map[string]any{"hosts": 7, "clusters": 1},
 			msg:     func(*replay) proto.Message { return &raftcmdv1.DeleteInfra{Id: "infra_dc"} }},
 		{name: "join token for missing infra", typ: command.TypeCreateJoinToken, kind: state.KindNotFound,
 			msg: func(*replay) proto.Message { return joinTokenCmd("jt_x", "infra_nope", "hash-x") }},
@@ -388,6 +394,10 @@ func TestRefusedWrites(t *testing.T) {
 			msg: func(r *replay) proto.Message { return &raftcmdv1.DecommissionHost{Id: "host_nope", At: r.at()} }},
 		{name: "decommission a node's host", typ: command.TypeDecommissionHost, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message { return &raftcmdv1.DecommissionHost{Id: firstNode(r), At: r.at()} }},
+		{name: "accept missing host", typ: command.TypeAcceptHost, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message { return &raftcmdv1.AcceptHost{Id: "host_nope", At: r.at()} }},
+		{name: "accept a decommissioned host", typ: command.TypeAcceptHost, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message { return &raftcmdv1.AcceptHost{Id: "host_old", At: r.at()} }},
 		{name: "cluster id taken", typ: command.TypeCreateCluster, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				return r.clusterCmd("cls_prod", "other", "managed", fsm.ManagedInfraID, 1, 1, "small")

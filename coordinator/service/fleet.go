@@ -228,6 +228,20 @@ func (s *Service) DecommissionHost(ctx context.Context, id string) error {
 	return err
 }
 
+// AcceptHost makes a discovered host available to clusters and returns it. Accepting a host
+// that is already available or assigned returns it unchanged; a decommissioned one is refused.
+func (s *Service) AcceptHost(ctx context.Context, id string) (*v1.Host, error) {
+	a, err := s.apply(ctx, command.TypeAcceptHost, &raftcmdv1.AcceptHost{Id: id, At: unixNano(s.now())}, id)
+	if err != nil {
+		return nil, err
+	}
+	if h, ok := a.Value.(*state.Host); ok && h.ID == a.ID {
+		out := hostOut(h)
+		return &out, nil
+	}
+	return written(s.localHost(a.ID))
+}
+
 // HostRegistration is what an agent reports about its host.
 type HostRegistration struct {
 	// ID is empty for a new host (one is chosen) or the host's existing ID.

@@ -216,6 +216,7 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	"GET /v1/hosts":                                 {401, 401, 401, 200, 200, 200, 403, 403, 403},
 	"GET /v1/hosts/{id}":                            {401, 401, 401, 200, 200, 200, 403, 403, 403},
 	"DELETE /v1/hosts/{id}":                         {401, 401, 401, 403, 403, 204, 403, 403, 403},
+	"POST /v1/hosts/{id}/accept":                    {401, 401, 401, 403, 403, 200, 403, 403, 403},
 	"GET /v1/coordinator/members":                   {401, 401, 401, 403, 403, 200, 403, 403, 403},
 	// Membership changes are not made for real here: the admin's answers are the
 	// deterministic refusals of a well-authorized request (no raft_address; an unknown id).
@@ -352,6 +353,8 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		return "/v1/hosts/" + e.hostID, nil
 	case "DELETE /v1/hosts/{id}":
 		return "/v1/hosts/" + e.c.AddHosts(1, clustertest.HostSpec{})[0].ID, nil
+	case "POST /v1/hosts/{id}/accept":
+		return "/v1/hosts/" + e.c.AddHosts(1, clustertest.HostSpec{Discovered: true})[0].ID + "/accept", nil
 	case "POST /v1/coordinator/members":
 		return "/v1/coordinator/members", map[string]any{"id": e.name("member")}
 	case "DELETE /v1/coordinator/members/{id}":

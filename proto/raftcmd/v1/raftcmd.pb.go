@@ -2370,6 +2370,61 @@ func (x *ReportStep) GetAt() int64 {
 	return 0
 }
 
+// AcceptHost makes a discovered host available to clusters: the operator's acceptance of a
+// bare-metal machine that registered on its own. Accepting an accepted host changes nothing,
+// so a retried request is harmless.
+type AcceptHost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	At            int64                  `protobuf:"varint,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptHost) Reset() {
+	*x = AcceptHost{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptHost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptHost) ProtoMessage() {}
+
+func (x *AcceptHost) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptHost.ProtoReflect.Descriptor instead.
+func (*AcceptHost) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AcceptHost) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AcceptHost) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -2571,7 +2626,11 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1f\n" +
 	"\voutput_tail\x18\x06 \x01(\tR\n" +
 	"outputTail\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\a \x01(\x03R\x02at\",\n" +
+	"\n" +
+	"AcceptHost\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
+	"\x02at\x18\x02 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -2585,7 +2644,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -2621,13 +2680,14 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*JoinCred)(nil),         // 31: deployme.raftcmd.v1.JoinCred
 	(*DispatchStep)(nil),     // 32: deployme.raftcmd.v1.DispatchStep
 	(*ReportStep)(nil),       // 33: deployme.raftcmd.v1.ReportStep
-	nil,                      // 34: deployme.raftcmd.v1.Host.LabelsEntry
+	(*AcceptHost)(nil),       // 34: deployme.raftcmd.v1.AcceptHost
+	nil,                      // 35: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	1,  // 0: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	4,  // 1: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	5,  // 2: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	34, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	35, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 4: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	2,  // 5: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 6: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -2660,7 +2720,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
