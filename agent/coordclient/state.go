@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/deployme/deployme/internal/atomicfile"
 )
 
 // Files of the state directory. identity.json is written last, so its presence means the
@@ -135,37 +137,6 @@ func readPEM(path, typ string) ([]byte, error) {
 
 // writeAtomic replaces path with data: a crash leaves either the old file or the new one,
 // never a torn one.
-func writeAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself is durable only once the directory is synced.
-	if dirf, derr := os.Open(dir); derr == nil {
-		dirf.Sync()
-		dirf.Close()
-	}
-	return nil
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	return atomicfile.Write(path, data, mode)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/deployme/deployme/agent/kubeadm"
+	"github.com/deployme/deployme/internal/atomicfile"
 )
 
 // hostFiles is the host's file system as the steps see it. Names are host paths ("/etc/..."),
@@ -47,31 +48,7 @@ func (r rootFiles) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	// Chmod before writing: a key must never be readable by others, not even for a moment.
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(p, data, perm)
 }
 
 func (r rootFiles) Remove(name string) error {
@@ -84,15 +61,6 @@ func (r rootFiles) Remove(name string) error {
 
 func (r rootFiles) RemoveAll(name string) error { return os.RemoveAll(r.path(name)) }
 
-// syncDir makes a rename durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 // exists reports whether name exists; an error other than "does not exist" counts as
 // existing, so that a needs-to-run check never re-runs kubeadm because of, say, EACCES.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployme/deployme/internal/atomicfile"
 	agentv1 "github.com/deployme/deployme/proto/agent/v1"
 )
 
@@ -59,26 +60,7 @@ func (s recordStore) save(r record) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, "."+r.StepID+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), s.path(r.StepID)); err != nil {
-		return err
-	}
-	return syncDir(s.dir)
+	return atomicfile.Write(s.path(r.StepID), append(b, '\n'), 0o600)
 }
 
 // loadAll reads every record. A record that cannot be read is reported in bad and left out:

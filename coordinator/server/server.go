@@ -37,6 +37,7 @@ import (
 	"github.com/deployme/deployme/coordinator/scheduler"
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/coordinator/state"
+	"github.com/deployme/deployme/internal/atomicfile"
 	"github.com/deployme/deployme/internal/logkey"
 	agentv1 "github.com/deployme/deployme/proto/agent/v1"
 	clusterv1 "github.com/deployme/deployme/proto/cluster/v1"
@@ -536,37 +537,9 @@ func (s *Server) adminSecret() (secret string, generated bool, err error) {
 	return secret, true, nil
 }
 
-// writeFileSync writes a file atomically and durably (temp file, fsync, rename, fsync dir).
+// writeFileSync writes a file atomically and durably.
 func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data, mode)
 }
 
 func registerStateMetrics(reg prometheus.Registerer, node *raftnode.Node, f *fsm.FSM) {
