@@ -61,7 +61,6 @@ func (r rootFiles) Remove(name string) error {
 
 func (r rootFiles) RemoveAll(name string) error { return os.RemoveAll(r.path(name)) }
 
-
 // exists reports whether name exists; an error other than "does not exist" counts as
 // existing, so that a needs-to-run check never re-runs kubeadm because of, say, EACCES.
 func exists(files hostFiles, name string) bool {
