@@ -200,8 +200,8 @@ func TestRepeatAnswersFromRecord(t *testing.T) {
 func TestInterruptedInitIsNotRepeated(t *testing.T) {
 	c := newCluster(t, 0)
 	c.initControlPlane(t)
-	// The agent was killed after kubeadm init had finished but before the result was stored:
-	// the record is gone, the host's files are there.
+	// The agent was killed after kubeadm init had finished and marked so, but before the
+	// result was stored: the record is gone, the host's files are there.
 	if err := os.Remove(filepath.Join(c.cp.stateDir, "steps", "cp1.init.1.json")); err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +212,42 @@ func TestInterruptedInitIsNotRepeated(t *testing.T) {
 	}
 	if n := count(invocations(t, c.fake), "kubeadm init"); n != 1 {
 		t.Errorf("kubeadm init ran %d times, want 1", n)
+	}
+}
+
+// An init that was killed before kubeadm returned (its early files written, no marker) is
+// undone with kubeadm reset, the cluster CAs are put back, and init runs again to its end.
+func TestUnfinishedInitIsRedone(t *testing.T) {
+	c := newCluster(t, 0)
+	c.initControlPlane(t)
+	caBefore, err := os.ReadFile(filepath.Join(c.cp.root, "etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(c.cp.stateDir, "steps", "cp1.init.1.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(c.cp.root, "etc/deployme/init-done")); err != nil {
+		t.Fatal(err)
+	}
+	c.cp.restart(t)
+	final := c.cp.mustSucceed(t, assign("cp1.init.1", "init", c.cpParams()))
+	if final.GetMessage() != "initialised" {
+		t.Errorf("message %q, want %q", final.GetMessage(), "initialised")
+	}
+	inv := invocations(t, c.fake)
+	if n := count(inv, "kubeadm init"); n != 2 {
+		t.Errorf("kubeadm init ran %d times, want 2 (the unfinished one, then again)", n)
+	}
+	if n := count(inv, "kubeadm reset"); n != 1 {
+		t.Errorf("kubeadm reset ran %d times, want 1 before the new init", n)
+	}
+	caAfter, err := os.ReadFile(filepath.Join(c.cp.root, "etc/kubernetes/pki/ca.crt"))
+	if err != nil || string(caAfter) != string(caBefore) {
+		t.Errorf("the cluster CA was not put back after the reset (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.cp.root, "etc/deployme/init-done")); err != nil {
+		t.Errorf("no init marker after the redone init: %v", err)
 	}
 }
 

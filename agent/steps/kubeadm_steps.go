@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -75,13 +76,12 @@ func parseInit(p params, files []*agentv1.File) (step, error) {
 	return &initStep{config: cfg}, nil
 }
 
-// done is the check of docs/steps.md: once both files exist, a second kubeadm init could only
-// fail its own preflight (the manifest is there). kubeadm writes them in its kubeconfig and
-// control-plane phases, before it uploads its configuration and bootstrap-token RBAC, so an
-// init killed in between passes this check with those phases missing; closing that window
-// needs a marker written after kubeadm returns, which the contract does not have.
+// done is true once a kubeadm init on this host ran to its end: the marker is written right
+// after kubeadm returns success. The files kubeadm writes early (admin.conf, the API server
+// manifest) are not enough: an init killed after them but before its last phases (config
+// upload, bootstrap-token RBAC) would pass for a finished one, and no node could join.
 func (s *initStep) done(_ context.Context, j *job) (string, bool, error) {
-	if exists(j.e.files, adminConf) && exists(j.e.files, apiServerManifest) {
+	if exists(j.e.files, initDoneMarker) {
 		return "already initialised", true, nil
 	}
 	return "", false, nil
@@ -91,6 +91,14 @@ func (s *initStep) run(ctx context.Context, j *job) (string, error) {
 	if err := checkPKI(j); err != nil {
 		return "", err
 	}
+	if exists(j.e.files, adminConf) || exists(j.e.files, apiServerManifest) {
+		// An init that did not reach its end: undo it first, or kubeadm's preflight refuses
+		// to run over its files. The coordinator has not recorded an init for this cluster
+		// (it would not have sent the step again), so no other node depends on it.
+		if err := s.undoPartialInit(ctx, j); err != nil {
+			return "", err
+		}
+	}
 	if err := j.write(initConfigPath, s.config, configFileMode); err != nil {
 		return "", err
 	}
@@ -98,7 +106,42 @@ func (s *initStep) run(ctx context.Context, j *job) (string, error) {
 	if _, err := j.mustRun(ctx, toolKubeadm, args...); err != nil {
 		return "", err
 	}
+	if err := j.write(initDoneMarker, []byte("kubeadm init finished\n"), configFileMode); err != nil {
+		return "", err
+	}
 	return "initialised", nil
+}
+
+// undoPartialInit runs kubeadm reset and puts the cluster's CAs back (kubeadm reset empties
+// the certificates directory, and the coordinator sends them only once, with the pki step).
+func (s *initStep) undoPartialInit(ctx context.Context, j *job) error {
+	type saved struct {
+		data []byte
+		mode os.FileMode
+	}
+	keep := map[string]saved{}
+	for _, p := range clusterPKI {
+		b, err := j.e.files.ReadFile(p)
+		if err != nil {
+			return wrapf(reasonIO, err, "reading %s", p)
+		}
+		fi, err := j.e.files.Stat(p)
+		if err != nil {
+			return wrapf(reasonIO, err, "reading %s", p)
+		}
+		keep[p] = saved{b, fi.Mode().Perm()}
+	}
+	j.progress("undoing an init that did not finish")
+	args := append([]string{"reset", "--force"}, j.rootfs()...)
+	if _, err := j.mustRun(ctx, toolKubeadm, args...); err != nil {
+		return err
+	}
+	for _, p := range clusterPKI {
+		if err := j.write(p, keep[p].data, keep[p].mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tokenAlphabet is that of kubeadm bootstrap tokens.

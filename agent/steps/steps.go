@@ -42,8 +42,10 @@ var stepTable = map[string]parseFunc{
 
 // Host paths of docs/steps.md ("Files on the host").
 const (
-	deploymeDir     = "/etc/deployme"
-	initConfigPath  = "/etc/deployme/kubeadm-init.yaml"
+	deploymeDir    = "/etc/deployme"
+	initConfigPath = "/etc/deployme/kubeadm-init.yaml"
+	// initDoneMarker is written when kubeadm init has returned success on this host.
+	initDoneMarker  = "/etc/deployme/init-done"
 	joinConfigPath  = "/etc/deployme/kubeadm-join.yaml"
 	cniManifestPath = "/etc/deployme/cni.yaml"
 
@@ -79,7 +81,7 @@ var clusterPKI = []string{
 // Our files outside the trees kubeadm owns; reset removes exactly these, and the trees.
 var (
 	ourFiles = []string{
-		initConfigPath, joinConfigPath, cniManifestPath,
+		initConfigPath, initDoneMarker, joinConfigPath, cniManifestPath,
 		modulesConf, sysctlConf, containerdConf, cniConf,
 	}
 	kubeadmTrees = []string{kubernetesDir, kubeletDataDir, etcdDataDir}
