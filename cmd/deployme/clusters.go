@@ -207,22 +207,7 @@ func (a *app) timeAndAge(t time.Time) string {
 }
 
 func (a *app) clusterGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show a cluster",
-		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			cl, err := c.GetCluster(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.render(cl, func(tw io.Writer) { a.clusterDetail(tw, *cl) })
-		},
-	}
+	return showByID(a, "get ID", "Show a cluster", (*client.Client).GetCluster, func(tw io.Writer, cl *v1.Cluster) { a.clusterDetail(tw, *cl) })
 }
 
 // clusterChangeCmd builds scale, set-size and upgrade: one required flag, one change, the
@@ -374,28 +359,13 @@ are written readable by their owner only.`,
 }
 
 func (a *app) clusterNodesCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "nodes ID",
-		Short: "List a cluster's nodes and where each is in its steps",
-		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			l, err := c.ClusterNodes(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.render(l, func(tw io.Writer) {
-				row(tw, "HOSTNAME", "ROLE", "STATE", "STEP", "STEPS", "HOST", "AGE")
-				for _, n := range l.Items {
-					done, total := stepCounts(n)
-					row(tw, n.Hostname, n.Role, n.State, stepProgress(n), fmt.Sprintf("%d/%d", done, total), n.HostID, a.age(n.CreatedAt))
-				}
-			})
-		},
-	}
+	return showByID(a, "nodes ID", "List a cluster's nodes and where each is in its steps", (*client.Client).ClusterNodes, func(tw io.Writer, l *v1.NodeList) {
+		row(tw, "HOSTNAME", "ROLE", "STATE", "STEP", "STEPS", "HOST", "AGE")
+		for _, n := range l.Items {
+			done, total := stepCounts(n)
+			row(tw, n.Hostname, n.Role, n.State, stepProgress(n), fmt.Sprintf("%d/%d", done, total), n.HostID, a.age(n.CreatedAt))
+		}
+	})
 }
 
 func (a *app) clusterWatchCmd() *cobra.Command {

@@ -101,36 +101,21 @@ func (a *app) infraTable(w io.Writer, items ...v1.Infra) {
 }
 
 func (a *app) infraGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show an infra",
-		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
+	return showByID(a, "get ID", "Show an infra", (*client.Client).GetInfra, func(tw io.Writer, in *v1.Infra) {
+		field(tw, "ID", in.ID)
+		field(tw, "Name", in.Name)
+		field(tw, "Kind", in.Kind)
+		field(tw, "VIP pool", in.VIPPool)
+		if n := in.Network; n != nil {
+			field(tw, "Network", n.CIDR)
+			field(tw, "Gateway", n.Gateway)
+			field(tw, "DNS", strings.Join(n.DNS, ", "))
+			if n.MTU > 0 {
+				field(tw, "MTU", n.MTU)
 			}
-			in, err := c.GetInfra(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.render(in, func(tw io.Writer) {
-				field(tw, "ID", in.ID)
-				field(tw, "Name", in.Name)
-				field(tw, "Kind", in.Kind)
-				field(tw, "VIP pool", in.VIPPool)
-				if n := in.Network; n != nil {
-					field(tw, "Network", n.CIDR)
-					field(tw, "Gateway", n.Gateway)
-					field(tw, "DNS", strings.Join(n.DNS, ", "))
-					if n.MTU > 0 {
-						field(tw, "MTU", n.MTU)
-					}
-				}
-				field(tw, "Created", a.timeAndAge(in.CreatedAt))
-			})
-		},
-	}
+		}
+		field(tw, "Created", a.timeAndAge(in.CreatedAt))
+	})
 }
 
 func (a *app) infraJoinTokenCmd() *cobra.Command {
@@ -231,22 +216,7 @@ func firstAddress(h v1.Host) string {
 }
 
 func (a *app) hostGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show a host and its inventory",
-		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			h, err := c.GetHost(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.render(h, func(tw io.Writer) { a.hostDetail(tw, *h) })
-		},
-	}
+	return showByID(a, "get ID", "Show a host and its inventory", (*client.Client).GetHost, func(tw io.Writer, h *v1.Host) { a.hostDetail(tw, *h) })
 }
 
 func (a *app) hostAcceptCmd() *cobra.Command {

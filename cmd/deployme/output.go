@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,7 +9,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/deployme/deployme/api/client"
 )
 
 // render prints obj, the API's own answer, as JSON or YAML, or calls table to write a
@@ -120,4 +124,25 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// showByID is a command that fetches one object by its ID and renders it: as a table with
+// table, or as JSON or YAML.
+func showByID[T any](a *app, use, short string, get func(*client.Client, context.Context, string) (*T, error), table func(io.Writer, *T)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			v, err := get(c, cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.render(v, func(tw io.Writer) { table(tw, v) })
+		},
+	}
 }

@@ -104,32 +104,17 @@ func (a *app) tokenListCmd() *cobra.Command {
 }
 
 func (a *app) tokenGetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show an API token (never its secret)",
-		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			t, err := c.GetToken(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.render(t, func(tw io.Writer) {
-				field(tw, "ID", t.ID)
-				field(tw, "Name", t.Name)
-				field(tw, "Permissions", strings.Join(t.Permissions, ","))
-				field(tw, "Scope", t.Scope)
-				field(tw, "Plan", t.Plan)
-				if t.ExpiresAt == nil {
-					field(tw, "Expires", "never")
-				} else {
-					field(tw, "Expires", fmt.Sprintf("%s (%s)", t.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"), a.until(*t.ExpiresAt)))
-				}
-				field(tw, "Created", a.timeAndAge(t.CreatedAt))
-			})
-		},
-	}
+	return showByID(a, "get ID", "Show an API token (never its secret)", (*client.Client).GetToken, func(tw io.Writer, t *v1.Token) {
+		field(tw, "ID", t.ID)
+		field(tw, "Name", t.Name)
+		field(tw, "Permissions", strings.Join(t.Permissions, ","))
+		field(tw, "Scope", t.Scope)
+		field(tw, "Plan", t.Plan)
+		if t.ExpiresAt == nil {
+			field(tw, "Expires", "never")
+		} else {
+			field(tw, "Expires", fmt.Sprintf("%s (%s)", t.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"), a.until(*t.ExpiresAt)))
+		}
+		field(tw, "Created", a.timeAndAge(t.CreatedAt))
+	})
 }
