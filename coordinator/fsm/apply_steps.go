@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deployme/deployme/coordinator/state"
 	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
@@ -118,7 +119,9 @@ func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
 	n.Steps = append([]state.Step(nil), old.Steps...)
 	n.UpdatedAt = at
 	// Simulated agents mark their own messages; the event gets the mark once, in front.
-	m.Message = strings.TrimPrefix(m.GetMessage(), simulatedMark)
+	// What an agent says is bounded before it is kept: a phase or a reason is a short line.
+	m.Message = clip(strings.TrimPrefix(m.GetMessage(), simulatedMark), maxMessage)
+	m.Reason = clip(m.GetReason(), maxReason)
 	switch m.GetState() {
 	case state.StepRunning:
 		if m.GetMessage() == "" || m.GetMessage() == s.Phase {
@@ -228,13 +231,33 @@ func (f *FSM) simulated(hostID, msg string) string {
 	return msg
 }
 
+// Bounds of what an agent's step update may store.
+const (
+	maxMessage = 512
+	maxReason  = 128
+)
+
+// clip keeps the first n bytes of s (on a rune boundary).
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	s = s[len(s)-n:]
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
+		return s[i+1:]
+	}
+	for len(s) > 0 && !utf8.RuneStart(s[0]) {
+		s = s[1:]
 	}
 	return s
 }

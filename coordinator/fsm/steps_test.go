@@ -1,7 +1,9 @@
 package fsm_test
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/deployme/deployme/coordinator/command"
 	"github.com/deployme/deployme/coordinator/fsm"
@@ -125,4 +127,28 @@ func (r *replay) sid(host, step string, attempt int) string {
 		id = n.StepID(step, attempt)
 	})
 	return id
+}
+
+// An agent's update is bounded before it is stored, whatever the agent sends.
+func TestStepReportIsBounded(t *testing.T) {
+	r := newReplay(t)
+	r.ok(command.TypeBootstrap, bootstrapCmd())
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_a", fsm.ManagedInfraID, 4, 8))
+	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_a", "a", "managed", fsm.ManagedInfraID, 1, 0, "small"))
+	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: "host_a", Step: state.StepPreflight, Attempt: 1, Executor: "host_a", At: r.at()})
+	big := "x" + strings.Repeat("é", 100_000) // odd length: a cut at a byte count lands mid-rune
+	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: "host_a", StepId: r.sid("host_a", state.StepPreflight, 1),
+		State: state.StepFailed, Message: big, Reason: big, OutputTail: big, At: r.at()})
+	r.f.Read(func(st *state.State) {
+		n, _ := st.Node("host_a")
+		s := n.Steps[0]
+		if len(s.Reason) > 128 || len(s.Output) > 4<<10 || !utf8.ValidString(s.Reason) || !utf8.ValidString(s.Output) {
+			t.Errorf("stored reason %d bytes, output %d bytes (valid UTF-8: %v %v)", len(s.Reason), len(s.Output), utf8.ValidString(s.Reason), utf8.ValidString(s.Output))
+		}
+		for _, e := range st.EventsOf("cls_a", 0) {
+			if len(e.Message) > 8<<10 {
+				t.Errorf("event %s of %d bytes", e.Type, len(e.Message))
+			}
+		}
+	})
 }
