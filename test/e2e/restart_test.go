@@ -231,7 +231,10 @@ func TestAdminTokenFileAndEnv(t *testing.T) {
 	}
 
 	// Run 2: the flag and the variable disagree; the flag wins.
-	other := freeAddr(t)
+	// On 127.0.0.2, which no other test listens on: a freed 127.0.0.1 port may be taken by
+	// another test package running alongside before the check below.
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	other := net.JoinHostPort("127.0.0.2", port)
 	p2 := n.start([]string{"--http-addr", n.httpAddr}, map[string]string{"DEPLOYME_HTTP_ADDR": other})
 	p2.waitReady(n.url())
 	if _, err := client.New(n.url(), secret).ListTokens(ctx); err != nil {
