@@ -166,8 +166,17 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("raft: advertise address %q: %w", advertise, err)
 	}
 	stream := &streamLayer{ln: cfg.Listener, adv: adv, dial: cfg.Dial}
+	// MaxRPCsInFlight 1 turns pipelined replication off. hashicorp/raft v1.7.3's pipeline
+	// can deadlock: when a follower answers an AppendEntries with Success=false (routine
+	// after a leader change) the pipeline's decoder stops taking responses while the sender
+	// may still queue one more request, and with the default window of 2 both hand-off
+	// channels are unbuffered, so each waits on the other for good (hashicorp/raft#612).
+	// That follower then gets heartbeats but never another entry, and the leader's Shutdown
+	// never returns: seen in our CI as a replica "stopping" for 24 minutes. Unpipelined,
+	// raft keeps one AppendEntries (a batch of up to MaxAppendEntries) in flight per
+	// follower; the cost is measured by BenchmarkApply (docs/performance.md).
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		Stream: stream, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hlog,
 	})
 
 	rc := raft.DefaultConfig()

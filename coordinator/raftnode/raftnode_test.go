@@ -194,3 +194,15 @@ func TestApplySnapshotRestart(t *testing.T) {
 		t.Errorf("last_snapshot_index = %q: the restart did not find the snapshot", got)
 	}
 }
+
+// TestReplicationIsNotPipelined: hashicorp/raft v1.7.3's pipelined replication can deadlock
+// after a follower refuses an entry (a follower stops receiving entries for good and the
+// leader can never shut down; it hung our CI), so the transport must refuse pipelines and
+// raft falls back to one AppendEntries in flight per follower.
+func TestReplicationIsNotPipelined(t *testing.T) {
+	n := open(t, t.TempDir(), "", &listFSM{})
+	defer n.Close()
+	if err := raftnode.PipelineErr(n); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline = %v, want ErrPipelineReplicationNotSupported", err)
+	}
+}
