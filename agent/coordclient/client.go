@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,13 @@ type Client struct {
 	seq uint64
 	// updates carries step updates to the current (or next) stream.
 	updates chan *agentv1.StepUpdate
+
+	// vip holds the latest VIP status per cluster; dirty ones go out on the current stream
+	// and all of them on every new one (the coordinator may have missed any).
+	vipMu    sync.Mutex
+	vip      map[string]*agentv1.VIPStatus
+	vipDirty map[string]bool
+	vipPoke  chan struct{}
 }
 
 // New checks cfg and returns a Client; nothing is read or dialled before Run.
@@ -52,7 +60,8 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir), updates: make(chan *agentv1.StepUpdate, 1024)}
+	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir), updates: make(chan *agentv1.StepUpdate, 1024),
+		vip: map[string]*agentv1.VIPStatus{}, vipDirty: map[string]bool{}, vipPoke: make(chan struct{}, 1)}
 	if cfg.CAHash != "" {
 		c.pin, _ = parseCAHash(cfg.CAHash) // checked by Validate
 	}
@@ -318,4 +327,40 @@ func toProto(inv *inventory.Inventory, labels map[string]string, version string)
 		p.Labels[k] = v
 	}
 	return p
+}
+
+// ReportVIP queues a VIP status for the coordinators; only the latest per cluster is kept.
+// Safe from any goroutine; never blocks.
+func (c *Client) ReportVIP(st *agentv1.VIPStatus) {
+	c.vipMu.Lock()
+	c.vip[st.GetClusterId()] = st
+	c.vipDirty[st.GetClusterId()] = true
+	c.vipMu.Unlock()
+	select {
+	case c.vipPoke <- struct{}{}:
+	default:
+	}
+}
+
+// takeVIP returns the statuses to send: the dirty ones, or all with all set.
+func (c *Client) takeVIP(all bool) []*agentv1.VIPStatus {
+	c.vipMu.Lock()
+	defer c.vipMu.Unlock()
+	var out []*agentv1.VIPStatus
+	for id, st := range c.vip {
+		if all || c.vipDirty[id] {
+			out = append(out, st)
+		}
+	}
+	clear(c.vipDirty)
+	return out
+}
+
+// markVIPDirty puts statuses back after a failed send.
+func (c *Client) markVIPDirty(sts []*agentv1.VIPStatus) {
+	c.vipMu.Lock()
+	for _, st := range sts {
+		c.vipDirty[st.GetClusterId()] = true
+	}
+	c.vipMu.Unlock()
 }

@@ -41,6 +41,12 @@ type StepHandler interface {
 	Finished(n int) []*agentv1.StepUpdate
 }
 
+// VIPHandler receives the control-plane VIP assignments coordinators send (agent/vip).
+// SetVIP must not block.
+type VIPHandler interface {
+	SetVIP(a *agentv1.VIPAssignment)
+}
+
 // Config configures a Client. Start from DefaultConfig.
 type Config struct {
 	// Coordinators are gRPC addresses (host:port) of coordinator replicas. Those learnt from
@@ -61,6 +67,11 @@ type Config struct {
 	// Steps runs the steps coordinators assign (agent/steps); nil refuses none and runs none
 	// (the assignments are logged and dropped).
 	Steps StepHandler
+	// VIP receives VIP assignments; nil drops them.
+	VIP VIPHandler
+	// Connected, when set, is called with true once a coordinator welcomed the agent and
+	// with false when that stream ends (the VIP holder uses it to fence itself).
+	Connected func(bool)
 	// AgentVersion is reported in Hello and in the inventory.
 	AgentVersion string
 	// Logger defaults to discarding.

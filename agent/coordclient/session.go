@@ -123,6 +123,23 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 		return false, err
 	}
 	c.log.Info("connected", logkey.Addr, addr, logkey.HostID, c.id.HostID, "heartbeat_interval", interval)
+	if c.cfg.Connected != nil {
+		c.cfg.Connected(true)
+		defer c.cfg.Connected(false)
+	}
+	sendVIP := func(all bool) error {
+		sts := c.takeVIP(all)
+		for i, st := range sts {
+			if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_VipStatus{VipStatus: st}}); err != nil {
+				c.markVIPDirty(sts[i:])
+				return fmt.Errorf("vip status: %w", err)
+			}
+		}
+		return nil
+	}
+	if err := sendVIP(true); err != nil {
+		return true, err
+	}
 
 	heartbeat := time.NewTicker(interval)
 	defer heartbeat.Stop()
@@ -174,6 +191,12 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 				return true, &redirectError{addr: b.Redirect.GetAddress()}
 			case *agentv1.CoordinatorMessage_Welcome:
 				c.learnCoordinators(b.Welcome.GetCoordinators())
+			case *agentv1.CoordinatorMessage_Vip:
+				if c.cfg.VIP == nil {
+					c.log.Debug("vip assignment dropped: no VIP handler", logkey.ClusterID, b.Vip.GetClusterId())
+					continue
+				}
+				c.cfg.VIP.SetVIP(b.Vip)
 			case *agentv1.CoordinatorMessage_Step:
 				if c.cfg.Steps == nil {
 					c.log.Warn("step assignment dropped: this agent runs no steps", "step_id", b.Step.GetStepId(), "step", b.Step.GetName())
@@ -183,6 +206,10 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 				c.cfg.Steps.Handle(ctx, b.Step, c.queueUpdate)
 			default:
 				c.log.Debug("ignoring unknown coordinator message")
+			}
+		case <-c.vipPoke:
+			if err := sendVIP(false); err != nil {
+				return true, err
 			}
 		case u := <-c.updates:
 			if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_StepUpdate{StepUpdate: u}}); err != nil {

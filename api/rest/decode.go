@@ -3,6 +3,7 @@ package rest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -77,6 +78,22 @@ func checkFields(fields map[string]json.RawMessage, t reflect.Type, prefix strin
 		}
 		for ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			// Arrays of objects (network.bonds) are checked element by element.
+			var items []json.RawMessage
+			if json.Unmarshal(raw, &items) != nil {
+				continue // the typed decode names the field
+			}
+			for i, item := range items {
+				var nested map[string]json.RawMessage
+				if json.Unmarshal(item, &nested) == nil && nested != nil {
+					if err := checkFields(nested, ft.Elem(), fmt.Sprintf("%s%s[%d].", prefix, name, i)); err != nil {
+						return err
+					}
+				}
+			}
+			continue
 		}
 		if ft.Kind() != reflect.Struct {
 			continue

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -216,6 +217,9 @@ func validateCreateInfra(req *v1.CreateInfraRequest) error {
 		if n.MTU != 0 && (n.MTU < 576 || n.MTU > 9216) {
 			return v1.InvalidField("network.mtu", "network.mtu must be between 576 and 9216")
 		}
+		if err := validateNetworkLinks(n); err != nil {
+			return err
+		}
 	}
 	if req.VIPPool != nil {
 		p, err := netip.ParsePrefix(*req.VIPPool)
@@ -291,4 +295,112 @@ func (q *query) page() (page, perPage int) {
 	page = q.int("page", 1, 1, 1_000_000)
 	perPage = q.int("per_page", DefaultPerPage, 1, MaxPerPage)
 	return page, perPage
+}
+
+// bondModes are the bonding modes a template may ask for.
+var bondModes = []string{"802.3ad", "active-backup"}
+
+// validLinkName checks a Linux interface name: 1-15 bytes, no '/', ':' or white space, not
+// "." or "..". We are stricter than the kernel: letters, digits, '-', '_' and '.'.
+func validLinkName(field, name string) error {
+	if name == "" {
+		return v1.InvalidField(field, "%s is required", field)
+	}
+	if len(name) > 15 || name == "." || name == ".." {
+		return v1.InvalidField(field, "%s %q is not a valid interface name (1-15 characters)", field, name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return v1.InvalidField(field, "%s %q is not a valid interface name (letters, digits, '-', '_', '.')", field, name)
+		}
+	}
+	return nil
+}
+
+// validateNetworkLinks checks the links a template creates: names valid and unique, each
+// interface in at most one bond or bridge, VLAN ids 1-4094, the address interface known.
+// A refused template stores nothing, so no agent ever sees it.
+func validateNetworkLinks(n *v1.Network) error {
+	defined := map[string]string{} // name -> field that defines it
+	define := func(field, name string) error {
+		if err := validLinkName(field, name); err != nil {
+			return err
+		}
+		if prev, ok := defined[name]; ok {
+			return v1.InvalidField(field, "%s %q is already defined by %s", field, name, prev)
+		}
+		defined[name] = field
+		return nil
+	}
+	member := map[string]string{} // interface -> field of the bond or bridge that takes it
+	take := func(field, name string) error {
+		if err := validLinkName(field, name); err != nil {
+			return err
+		}
+		if prev, ok := member[name]; ok {
+			return v1.InvalidField(field, "%s: interface %q is already in %s", field, name, prev)
+		}
+		member[name] = field
+		return nil
+	}
+	if len(n.Bonds)+len(n.VLANs)+len(n.Bridges) > 64 {
+		return v1.InvalidField("network", "network defines more than 64 links")
+	}
+	for i, b := range n.Bonds {
+		f := fmt.Sprintf("network.bonds[%d]", i)
+		if err := define(f+".name", b.Name); err != nil {
+			return err
+		}
+		if !slices.Contains(bondModes, b.Mode) {
+			return v1.InvalidField(f+".mode", "%s.mode must be 802.3ad or active-backup", f)
+		}
+		if len(b.Interfaces) == 0 {
+			return v1.InvalidField(f+".interfaces", "%s.interfaces must list at least one interface", f)
+		}
+		for j, m := range b.Interfaces {
+			if err := take(fmt.Sprintf("%s.interfaces[%d]", f, j), m); err != nil {
+				return err
+			}
+		}
+	}
+	for i, v := range n.VLANs {
+		f := fmt.Sprintf("network.vlans[%d]", i)
+		if err := define(f+".name", v.Name); err != nil {
+			return err
+		}
+		if err := validLinkName(f+".link", v.Link); err != nil {
+			return err
+		}
+		if v.ID < 1 || v.ID > 4094 {
+			return v1.InvalidField(f+".id", "%s.id must be between 1 and 4094", f)
+		}
+	}
+	for i, b := range n.Bridges {
+		f := fmt.Sprintf("network.bridges[%d]", i)
+		if err := define(f+".name", b.Name); err != nil {
+			return err
+		}
+		for j, m := range b.Interfaces {
+			if err := take(fmt.Sprintf("%s.interfaces[%d]", f, j), m); err != nil {
+				return err
+			}
+		}
+	}
+	for name, field := range member {
+		if _, ok := defined[name]; ok && strings.HasPrefix(field, "network.bonds") && strings.HasPrefix(defined[name], "network.bonds") {
+			return v1.InvalidField(field, "%s: a bond cannot be a member of a bond", field)
+		}
+	}
+	if n.Interface != "" {
+		if err := validLinkName("network.interface", n.Interface); err != nil {
+			return err
+		}
+		if _, ok := member[n.Interface]; ok {
+			return v1.InvalidField("network.interface", "network.interface %q is a member of %s and cannot carry the address", n.Interface, member[n.Interface])
+		}
+		if n.CIDR == "" {
+			return v1.InvalidField("network.cidr", "network.cidr is required with network.interface (the host's address is the one in it)")
+		}
+	}
+	return nil
 }

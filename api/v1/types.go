@@ -179,12 +179,38 @@ type CreateTokenRequest struct {
 	Plan        *string   `json:"plan,omitempty"`
 }
 
-// Network is an infra's host network template.
+// Network is an infra's host network template. Every agent of the infra applies its links
+// (bonds, VLANs, bridges, MTU) with netlink; when Interface is set, the host's address in
+// CIDR and the default route through Gateway go on that link.
 type Network struct {
-	CIDR    string   `json:"cidr,omitempty"`
-	Gateway string   `json:"gateway,omitempty"`
-	DNS     []string `json:"dns,omitempty"`
-	MTU     int      `json:"mtu,omitempty"`
+	CIDR      string          `json:"cidr,omitempty"`
+	Gateway   string          `json:"gateway,omitempty"`
+	DNS       []string        `json:"dns,omitempty"`
+	MTU       int             `json:"mtu,omitempty"`
+	Interface string          `json:"interface,omitempty"`
+	Bonds     []NetworkBond   `json:"bonds,omitempty"`
+	VLANs     []NetworkVLAN   `json:"vlans,omitempty"`
+	Bridges   []NetworkBridge `json:"bridges,omitempty"`
+}
+
+// NetworkBond aggregates interfaces: mode 802.3ad (LACP) or active-backup.
+type NetworkBond struct {
+	Name       string   `json:"name"`
+	Mode       string   `json:"mode"`
+	Interfaces []string `json:"interfaces"`
+}
+
+// NetworkVLAN is a tagged sub-interface of Link.
+type NetworkVLAN struct {
+	Name string `json:"name"`
+	Link string `json:"link"`
+	ID   int    `json:"id"`
+}
+
+// NetworkBridge is a Linux bridge over Interfaces.
+type NetworkBridge struct {
+	Name       string   `json:"name"`
+	Interfaces []string `json:"interfaces,omitempty"`
 }
 
 // Infra is a pool of hosts: the built-in managed pool, a customer's site or a bare-metal rack.

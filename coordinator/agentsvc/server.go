@@ -272,6 +272,11 @@ func (s *Server) Connect(stream agentv1.Agent_ConnectServer) error {
 		case *agentv1.AgentMessage_StepUpdate:
 			s.leases.Renew(host, s.cfg.ReplicaID, s.now())
 			s.stepUpdate(ctx, log, conn, body.StepUpdate)
+		case *agentv1.AgentMessage_VipStatus:
+			s.vipStatus(ctx, log, conn, body.VipStatus)
+		case *agentv1.AgentMessage_NetworkResult:
+			r := body.NetworkResult
+			log.Info("host network", "revision", r.GetRevision(), "state", r.GetState(), "changes", len(r.GetChanges()), "error", r.GetError())
 		case *agentv1.AgentMessage_Hello:
 			return status.Error(codes.InvalidArgument, "hello is only valid as the first message")
 		default:

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/internal/logkey"
 	agentv1 "github.com/deployme/deployme/proto/agent/v1"
@@ -23,6 +25,10 @@ type StepBackend interface {
 	RunningExecutors() map[string]bool
 	// Changed is closed at the next state change.
 	Changed() <-chan struct{}
+	// VIPAssignment is what a host must know of its cluster's VIP now (nil: nothing).
+	VIPAssignment(hostID string) *agentv1.VIPAssignment
+	// ReportVIP records a host's VIP status; a stale one wraps service.ErrStaleReport.
+	ReportVIP(ctx context.Context, hostID string, u *agentv1.VIPStatus) error
 }
 
 // streamConn is one agent stream as the dispatcher sees it. Sends on a gRPC stream must
@@ -34,6 +40,8 @@ type streamConn struct {
 	// sent holds the step ids already pushed on this stream; a reconnect starts empty, so
 	// everything still running is pushed again (the agent answers repeats from its record).
 	sent map[string]bool
+	// vip is the VIP assignment last pushed on this stream.
+	vip *agentv1.VIPAssignment
 }
 
 func (c *streamConn) send(m *agentv1.CoordinatorMessage) error {
@@ -109,8 +117,9 @@ func (s *Server) RunDispatch(ctx context.Context) error {
 func (s *Server) dispatch() {
 	running := s.cfg.Steps.RunningExecutors()
 	s.streams.mu.Lock()
-	var todo []*streamConn
+	var todo, all []*streamConn
 	for host, c := range s.streams.conns {
+		all = append(all, c)
 		if running[host] {
 			todo = append(todo, c)
 		} else {
@@ -150,6 +159,45 @@ func (s *Server) dispatch() {
 			}
 		}
 		c.mu.Unlock()
+	}
+	for _, c := range all {
+		s.pushVIP(c)
+	}
+}
+
+// pushVIP sends a host its cluster's VIP assignment when it changed since the last one
+// sent on this stream (a new stream gets the current one).
+func (s *Server) pushVIP(c *streamConn) {
+	a := s.cfg.Steps.VIPAssignment(c.host)
+	c.mu.Lock()
+	same := proto.Equal(a, c.vip)
+	c.mu.Unlock()
+	if a == nil || same {
+		return
+	}
+	if err := c.send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_Vip{Vip: a}}); err != nil {
+		s.log.Debug("vip push failed", logkey.HostID, c.host, logkey.Err, err)
+		return
+	}
+	c.mu.Lock()
+	c.vip = a
+	c.mu.Unlock()
+	s.log.Debug("vip pushed", logkey.HostID, c.host, logkey.ClusterID, a.GetClusterId(), "epoch", a.GetEpoch(), "holder", a.GetHolder())
+}
+
+// vipStatus records a host's VIP status.
+func (s *Server) vipStatus(ctx context.Context, log *slog.Logger, c *streamConn, u *agentv1.VIPStatus) {
+	if s.cfg.Steps == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if err := s.cfg.Steps.ReportVIP(rctx, c.host, u); err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, service.ErrStaleReport) {
+			level = slog.LevelDebug
+		}
+		log.Log(ctx, level, "vip status not recorded", logkey.ClusterID, u.GetClusterId(), "epoch", u.GetEpoch(), logkey.Err, err)
 	}
 }
 

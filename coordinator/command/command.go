@@ -49,6 +49,8 @@ const (
 	TypeDispatchStep     Type = 23
 	TypeReportStep       Type = 24
 	TypeAcceptHost       Type = 25
+	TypeSetVIPHolder     Type = 26
+	TypeReportVIPStatus  Type = 27
 )
 
 // Version is the payload encoding version written by this code.
@@ -80,6 +82,8 @@ var names = map[Type]string{
 	TypeDispatchStep:     "dispatch_step",
 	TypeReportStep:       "report_step",
 	TypeAcceptHost:       "accept_host",
+	TypeSetVIPHolder:     "set_vip_holder",
+	TypeReportVIPStatus:  "report_vip_status",
 }
 
 func (t Type) String() string {
@@ -145,6 +149,10 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.ReportStep{}, nil
 	case TypeAcceptHost:
 		return &raftcmdv1.AcceptHost{}, nil
+	case TypeSetVIPHolder:
+		return &raftcmdv1.SetVIPHolder{}, nil
+	case TypeReportVIPStatus:
+		return &raftcmdv1.ReportVIPStatus{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

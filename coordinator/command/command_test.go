@@ -73,7 +73,10 @@ var samples = map[command.Type]proto.Message{
 		Cred: &raftcmdv1.JoinCred{TokenSealed: []byte("t"), ExpiresAt: 20, KeyringId: "0102030405060708"}},
 	command.TypeReportStep: &raftcmdv1.ReportStep{Reporter: "host_0", StepId: "host_1.credentials.2", State: "failed",
 		Message: "m", Reason: "kubeadm.exit_1", OutputTail: "error", At: 21},
-	command.TypeAcceptHost: &raftcmdv1.AcceptHost{Id: "host_1", At: 22},
+	command.TypeAcceptHost:   &raftcmdv1.AcceptHost{Id: "host_1", At: 22},
+	command.TypeSetVIPHolder: &raftcmdv1.SetVIPHolder{ClusterId: "cls_1", HostId: "host_1", Epoch: 3, Reason: "r", At: 23},
+	command.TypeReportVIPStatus: &raftcmdv1.ReportVIPStatus{ClusterId: "cls_1", HostId: "host_1", Epoch: 3, Holding: true,
+		Ready: true, Released: true, Reason: "apiserver_unready", At: 24},
 	command.TypeIdempotent: &raftcmdv1.Idempotent{Key: "tok_a/k1", Fingerprint: "POST /v1/tokens sha256:ab", At: 13,
 		// A whole inner entry: type byte, version byte, payload (DeleteToken{Id: "tok_b"}).
 		Inner: []byte{byte(command.TypeDeleteToken), command.Version, 0x0a, 0x05, 't', 'o', 'k', '_', 'b'}},
@@ -126,6 +129,7 @@ func TestTypesAreStable(t *testing.T) {
 		"create_cluster": 10, "patch_cluster": 11, "upgrade_cluster": 12, "delete_cluster": 13,
 		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20, "set_host_liveness": 21,
 		"set_cluster_pki": 22, "dispatch_step": 23, "report_step": 24, "accept_host": 25,
+		"set_vip_holder": 26, "report_vip_status": 27,
 	}
 	got := map[string]uint8{}
 	for _, typ := range knownTypes() {

@@ -162,11 +162,23 @@ func newAgent(cfg Config, i int, caHash, token, fakeState string, log *slog.Logg
 		Labels:      cc.Labels,
 	}
 	cc.Inventory = func(context.Context) (*inventory.Inventory, error) { return inv, nil }
+	sv := &simulatedVIP{}
+	cc.VIP = sv
 	client, err := coordclient.New(cc)
 	if err != nil {
 		return nil, err
 	}
+	sv.client = client
 	return &agent{name: name, client: client, exec: exec}, nil
+}
+
+// simulatedVIP stands for agent/vip on a simulated host: nothing is put on a link (the
+// address is not this machine's); the host reports what a real holder would, with an API
+// server that is always ready.
+type simulatedVIP struct{ client *coordclient.Client }
+
+func (s *simulatedVIP) SetVIP(a *agentv1.VIPAssignment) {
+	s.client.ReportVIP(&agentv1.VIPStatus{ClusterId: a.GetClusterId(), Epoch: a.GetEpoch(), Holding: a.GetHolder(), Ready: true})
 }
 
 // prepareRoot lays out what the preflight step looks for on a host: kubelet, the container

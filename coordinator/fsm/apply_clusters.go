@@ -57,6 +57,7 @@ func (f *FSM) applyCreateCluster(m *raftcmdv1.CreateCluster) any {
 		UpdatedAt:         at,
 	}
 	c.Endpoint = f.endpointFor(infra, placed.ControlPlanes[0])
+	c.VIP = f.vipFor(infra, c.Endpoint)
 	f.st.PutCluster(c)
 	for i, hostID := range placed.ControlPlanes {
 		role := state.RoleControlPlane

@@ -45,7 +45,17 @@ func infraFrom(p *raftcmdv1.Infra) *state.Infra {
 		CreatedAt: unixTime(p.GetCreatedAt()),
 	}
 	if n := p.GetNetwork(); n != nil {
-		i.Network = &state.Network{CIDR: n.GetCidr(), Gateway: n.GetGateway(), DNS: append([]string(nil), n.GetDns()...), MTU: int(n.GetMtu())}
+		i.Network = &state.Network{CIDR: n.GetCidr(), Gateway: n.GetGateway(), DNS: append([]string(nil), n.GetDns()...), MTU: int(n.GetMtu()),
+			Interface: n.GetInterface()}
+		for _, b := range n.GetBonds() {
+			i.Network.Bonds = append(i.Network.Bonds, state.NetworkBond{Name: b.GetName(), Mode: b.GetMode(), Interfaces: append([]string(nil), b.GetInterfaces()...)})
+		}
+		for _, v := range n.GetVlans() {
+			i.Network.VLANs = append(i.Network.VLANs, state.NetworkVLAN{Name: v.GetName(), Link: v.GetLink(), ID: int(v.GetId())})
+		}
+		for _, b := range n.GetBridges() {
+			i.Network.Bridges = append(i.Network.Bridges, state.NetworkBridge{Name: b.GetName(), Interfaces: append([]string(nil), b.GetInterfaces()...)})
+		}
 	}
 	return i
 }

@@ -117,6 +117,10 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applyDecommissionHost(m)
 	case *raftcmdv1.AcceptHost:
 		return f.applyAcceptHost(m)
+	case *raftcmdv1.SetVIPHolder:
+		return f.applySetVIPHolder(m)
+	case *raftcmdv1.ReportVIPStatus:
+		return f.applyReportVIPStatus(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

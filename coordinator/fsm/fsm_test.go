@@ -256,6 +256,9 @@ func fill(r *replay) {
 	r.ok(command.TypeDispatchStep, &raftcmdv1.DispatchStep{HostId: dcInit, Step: state.StepPrepare, Attempt: 1, Executor: dcInit, At: r.at()})
 	r.ok(command.TypeReportStep, &raftcmdv1.ReportStep{Reporter: dcInit, StepId: r.sid(dcInit, state.StepPrepare, 1), State: state.StepFailed,
 		Reason: "io", OutputTail: "permission denied", At: r.at()})
+	// cls_dc's endpoint is a VIP of infra_dc's pool: its first control plane takes it.
+	r.ok(command.TypeSetVIPHolder, &raftcmdv1.SetVIPHolder{ClusterId: "cls_dc", HostId: dcInit, Epoch: 1, Reason: "first control plane", At: r.at()})
+	r.ok(command.TypeReportVIPStatus, &raftcmdv1.ReportVIPStatus{ClusterId: "cls_dc", HostId: dcInit, Epoch: 1, Holding: true, At: r.at()})
 
 	r.ok(command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: []byte("ca-cert"), KeyDer: []byte("ca-key"), At: r.at()})
 	// An agent registers with the dc1 join token (10 uses): the host appears and the use counts.
@@ -471,6 +474,22 @@ func TestRefusedWrites(t *testing.T) {
 			msg: func(r *replay) proto.Message {
 				h := r.nodes("cls_dc")[0].HostID
 				return &raftcmdv1.ReportStep{Reporter: "host_d3", StepId: r.sid(h, state.StepPrepare, 1), State: state.StepSucceeded, At: r.at()}
+			}},
+		{name: "VIP epoch that does not follow", typ: command.TypeSetVIPHolder, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetVIPHolder{ClusterId: "cls_dc", HostId: cpOf(r, "cls_dc"), Epoch: 5, At: r.at()}
+			}},
+		{name: "VIP to a worker", typ: command.TypeSetVIPHolder, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetVIPHolder{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Epoch: 1, At: r.at()}
+			}},
+		{name: "VIP status about a missing cluster", typ: command.TypeReportVIPStatus, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.ReportVIPStatus{ClusterId: "cls_nope", HostId: "host_d1", Epoch: 1, Ready: true, At: r.at()}
+			}},
+		{name: "VIP status from a worker", typ: command.TypeReportVIPStatus, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.ReportVIPStatus{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Epoch: 1, Ready: true, At: r.at()}
 			}},
 		{name: "liveness of a missing host", typ: command.TypeSetHostLiveness, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

@@ -43,6 +43,8 @@ const (
 	Dispatch
 	// SetStatus ends an operation (running) or fails it (error).
 	SetStatus
+	// SetVIP gives the cluster's VIP to a control-plane host at the next epoch.
+	SetVIP
 )
 
 // Action is one decision of the planner.
@@ -54,8 +56,10 @@ type Action struct {
 	Attempt                int
 	// Dispatch of a credentials step: a new token must be minted with it.
 	NeedsCred bool
-	// SetStatus.
+	// SetStatus; Reason also says why a VIP moves.
 	Status, Reason string
+	// SetVIP: the new holder is HostID.
+	Epoch uint64
 }
 
 func (a Action) String() string {
@@ -66,6 +70,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("dispatch %s#%d host=%s executor=%s", a.Step, a.Attempt, a.HostID, a.Executor)
 	case SetStatus:
 		return fmt.Sprintf("status %s %s", a.Status, a.Reason)
+	case SetVIP:
+		return fmt.Sprintf("vip host=%s epoch=%d (%s)", a.HostID, a.Epoch, a.Reason)
 	}
 	return "?"
 }
@@ -98,12 +104,18 @@ func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
 		return cmp.Or(cmp.Compare(roleRank(a.Role), roleRank(b.Role)), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.HostID, b.HostID))
 	})
 	pl := planner{p: p, v: v, nodes: nodes}
-	switch c.Status {
-	case state.StatusDeleting:
+	if c.Status == state.StatusDeleting {
 		for _, n := range nodes {
 			pl.removal(n)
 		}
 		return pl.actions, pl.requeue
+	}
+	// The VIP is looked after in every other status: a running cluster's VIP moves when its
+	// holder fails.
+	if a, ok := pl.vip(); ok {
+		return []Action{a}, 0
+	}
+	switch c.Status {
 	case state.StatusProvisioning, state.StatusScaling:
 	default:
 		// running, error: nothing moves until someone asks (scale, delete). upgrading is
@@ -201,6 +213,12 @@ func (pl *planner) node(n *state.Node) string {
 	c := pl.v.Cluster
 	executor := n.HostID
 	switch s.Name {
+	case state.StepInit:
+		// kubeadm init talks to the control-plane endpoint: with a VIP, it must be up on
+		// this host first.
+		if v := c.VIP; v != nil && (v.Holder != n.HostID || !v.Held) {
+			return ""
+		}
 	case state.StepCredentials, state.StepJoin:
 		if c.InitHost == "" {
 			return ""
@@ -289,4 +307,49 @@ func (pl *planner) removal(n *state.Node) {
 		return
 	}
 	pl.actions = append(pl.actions, Action{Kind: Dispatch, ClusterID: pl.v.Cluster.ID, HostID: n.HostID, Step: state.StepReset, Attempt: s.Attempt + 1, Executor: n.HostID})
+}
+
+// vip decides whether the cluster's VIP needs a new holder: nobody holds it, or the holder
+// gave it up, went offline, or is being removed. Before kubeadm init only the first control
+// plane can hold it (init needs it); afterwards only a control plane that has joined and
+// whose API server answers its readiness check.
+func (pl *planner) vip() (Action, bool) {
+	c := pl.v.Cluster
+	v := c.VIP
+	if v == nil {
+		return Action{}, false
+	}
+	reason := "no holder yet"
+	if v.Holder != "" {
+		var holder *state.Node
+		for _, n := range pl.nodes {
+			if n.HostID == v.Holder {
+				holder = n
+			}
+		}
+		switch {
+		case holder == nil || holder.State == state.NodeRemoving:
+			reason = "holder " + v.Holder + " left the cluster"
+		case !pl.online(v.Holder):
+			reason = "holder " + v.Holder + " is offline"
+		default:
+			return Action{}, false
+		}
+	} else if v.Epoch > 0 {
+		reason = "the previous holder gave it up"
+	}
+	for _, n := range pl.nodes {
+		if !n.IsControlPlane() || n.State == state.NodeRemoving || !pl.online(n.HostID) {
+			continue
+		}
+		if c.InitHost == "" {
+			if n.Role != state.RoleInitControlPlane {
+				continue
+			}
+		} else if !n.APIReady || (n.HostID != c.InitHost && !n.Done(state.StepJoin)) {
+			continue
+		}
+		return Action{Kind: SetVIP, ClusterID: c.ID, HostID: n.HostID, Epoch: v.Epoch + 1, Reason: reason}, true
+	}
+	return Action{}, false
 }

@@ -179,6 +179,60 @@ func TestPlan(t *testing.T) {
 			node(v, "w1").Steps[0].State = state.StepRunning
 			return v
 		}, want: []string{"dispatch reset#1 host=h0 executor=h0"}},
+		{name: "VIP: the first control plane takes it before anything else", view: func() View {
+			v := fixture(2, 1)
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24}
+			return v
+		}, want: []string{"vip host=h0 epoch=1 (no holder yet)"}},
+		{name: "VIP: init waits until the holder reported it up", view: func() View {
+			v := fixture(0, 0)
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Holder: "h0", Epoch: 1}
+			finish(v, "h0", "preflight", "prepare", "pki")
+			return v
+		}, want: nil},
+		{name: "VIP: init goes once it is up", view: func() View {
+			v := fixture(0, 0)
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Holder: "h0", Epoch: 1, Held: true}
+			finish(v, "h0", "preflight", "prepare", "pki")
+			return v
+		}, want: []string{"dispatch init#1 host=h0 executor=h0"}},
+		{name: "VIP: a running cluster's holder gave it up: the next ready, joined control plane", view: func() View {
+			v := fixture(2, 1)
+			v.Cluster.Status = state.StatusRunning
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Epoch: 3}
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "credentials", "join", "ready")
+			finish(v, "h2", "preflight", "prepare", "credentials", "join", "ready")
+			node(v, "h2").APIReady = true // h0 is not ready (it gave the VIP up), h1 neither
+			return v
+		}, want: []string{"vip host=h2 epoch=4 (the previous holder gave it up)"}},
+		{name: "VIP: an offline holder is replaced", view: func() View {
+			v := fixture(1, 0)
+			v.Cluster.Status = state.StatusRunning
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Holder: "h0", Epoch: 1, Held: true}
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "credentials", "join", "ready")
+			node(v, "h1").APIReady = true
+			v.Hosts["h0"].State = state.HostOffline
+			return v
+		}, want: []string{"vip host=h1 epoch=2 (holder h0 is offline)"}},
+		{name: "VIP: nobody ready, nobody gets it", view: func() View {
+			v := fixture(1, 0)
+			v.Cluster.Status = state.StatusRunning
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Epoch: 1}
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "credentials", "join", "ready")
+			return v
+		}, want: nil},
+		{name: "VIP: a healthy holder stays", view: func() View {
+			v := fixture(1, 0)
+			v.Cluster.Status = state.StatusRunning
+			v.Cluster.VIP = &state.ClusterVIP{Address: "10.0.0.100", Bits: 24, Holder: "h0", Epoch: 1, Held: true}
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "credentials", "join", "ready")
+			node(v, "h1").APIReady = true
+			return v
+		}, want: nil},
 		{name: "error and running clusters get nothing", view: func() View {
 			v := fixture(0, 1)
 			v.Cluster.Status = state.StatusError

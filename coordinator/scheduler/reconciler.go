@@ -24,6 +24,7 @@ type Writer interface {
 	SetClusterPKI(ctx context.Context, m *raftcmdv1.SetClusterPKI) error
 	DispatchStep(ctx context.Context, m *raftcmdv1.DispatchStep) error
 	SetClusterStatus(ctx context.Context, id, status, reason string) error
+	SetVIPHolder(ctx context.Context, m *raftcmdv1.SetVIPHolder) error
 }
 
 // Config configures the reconciler.
@@ -131,6 +132,9 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 	case SetStatus:
 		r.log.Info("cluster status", logkey.ClusterID, a.ClusterID, "status", a.Status, "reason", a.Reason)
 		return r.w.SetClusterStatus(ctx, a.ClusterID, a.Status, a.Reason)
+	case SetVIP:
+		r.log.Info("vip holder", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "epoch", a.Epoch, "reason", a.Reason)
+		return r.w.SetVIPHolder(ctx, &raftcmdv1.SetVIPHolder{ClusterId: a.ClusterID, HostId: a.HostID, Epoch: a.Epoch, Reason: a.Reason, At: r.cfg.Now().UnixNano()})
 	case Dispatch:
 		m := &raftcmdv1.DispatchStep{HostId: a.HostID, Step: a.Step, Attempt: int32(a.Attempt), Executor: a.Executor, At: r.cfg.Now().UnixNano()}
 		if a.NeedsCred {

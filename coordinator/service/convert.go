@@ -49,7 +49,16 @@ func tokenOut(t *state.Token) v1.Token {
 func infraOut(i *state.Infra) v1.Infra {
 	out := v1.Infra{ID: i.ID, Name: i.Name, Kind: i.Kind, VIPPool: i.VIPPool, CreatedAt: apiTime(i.CreatedAt)}
 	if n := i.Network; n != nil {
-		out.Network = &v1.Network{CIDR: n.CIDR, Gateway: n.Gateway, DNS: append([]string(nil), n.DNS...), MTU: n.MTU}
+		out.Network = &v1.Network{CIDR: n.CIDR, Gateway: n.Gateway, DNS: append([]string(nil), n.DNS...), MTU: n.MTU, Interface: n.Interface}
+		for _, b := range n.Bonds {
+			out.Network.Bonds = append(out.Network.Bonds, v1.NetworkBond{Name: b.Name, Mode: b.Mode, Interfaces: append([]string(nil), b.Interfaces...)})
+		}
+		for _, v := range n.VLANs {
+			out.Network.VLANs = append(out.Network.VLANs, v1.NetworkVLAN{Name: v.Name, Link: v.Link, ID: v.ID})
+		}
+		for _, b := range n.Bridges {
+			out.Network.Bridges = append(out.Network.Bridges, v1.NetworkBridge{Name: b.Name, Interfaces: append([]string(nil), b.Interfaces...)})
+		}
 	}
 	return out
 }

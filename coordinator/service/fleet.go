@@ -25,7 +25,16 @@ func (s *Service) CreateInfra(ctx context.Context, req *v1.CreateInfraRequest) (
 		p.VipPool = *req.VIPPool
 	}
 	if n := req.Network; n != nil {
-		p.Network = &raftcmdv1.Network{Cidr: n.CIDR, Gateway: n.Gateway, Dns: n.DNS, Mtu: int32(n.MTU)}
+		p.Network = &raftcmdv1.Network{Cidr: n.CIDR, Gateway: n.Gateway, Dns: n.DNS, Mtu: int32(n.MTU), Interface: n.Interface}
+		for _, b := range n.Bonds {
+			p.Network.Bonds = append(p.Network.Bonds, &raftcmdv1.NetworkBond{Name: b.Name, Mode: b.Mode, Interfaces: b.Interfaces})
+		}
+		for _, v := range n.VLANs {
+			p.Network.Vlans = append(p.Network.Vlans, &raftcmdv1.NetworkVLAN{Name: v.Name, Link: v.Link, Id: int32(v.ID)})
+		}
+		for _, b := range n.Bridges {
+			p.Network.Bridges = append(p.Network.Bridges, &raftcmdv1.NetworkBridge{Name: b.Name, Interfaces: b.Interfaces})
+		}
 	}
 	a, err := s.apply(ctx, command.TypeCreateInfra, &raftcmdv1.CreateInfra{Infra: p}, id)
 	if err != nil {

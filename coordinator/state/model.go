@@ -20,12 +20,36 @@ type Token struct {
 	CreatedAt   time.Time  `json:"created_at"`
 }
 
-// Network is an infra's host network template.
+// Network is an infra's host network template (api/v1.Network).
 type Network struct {
-	CIDR    string   `json:"cidr,omitempty"`
-	Gateway string   `json:"gateway,omitempty"`
-	DNS     []string `json:"dns,omitempty"`
-	MTU     int      `json:"mtu,omitempty"`
+	CIDR      string          `json:"cidr,omitempty"`
+	Gateway   string          `json:"gateway,omitempty"`
+	DNS       []string        `json:"dns,omitempty"`
+	MTU       int             `json:"mtu,omitempty"`
+	Interface string          `json:"interface,omitempty"`
+	Bonds     []NetworkBond   `json:"bonds,omitempty"`
+	VLANs     []NetworkVLAN   `json:"vlans,omitempty"`
+	Bridges   []NetworkBridge `json:"bridges,omitempty"`
+}
+
+// NetworkBond aggregates interfaces.
+type NetworkBond struct {
+	Name       string   `json:"name"`
+	Mode       string   `json:"mode"`
+	Interfaces []string `json:"interfaces"`
+}
+
+// NetworkVLAN is a tagged sub-interface.
+type NetworkVLAN struct {
+	Name string `json:"name"`
+	Link string `json:"link"`
+	ID   int    `json:"id"`
+}
+
+// NetworkBridge is a bridge over interfaces.
+type NetworkBridge struct {
+	Name       string   `json:"name"`
+	Interfaces []string `json:"interfaces,omitempty"`
 }
 
 // Infra is a pool of hosts.
@@ -142,6 +166,22 @@ type Cluster struct {
 	// InitHost is the host whose `kubeadm init` succeeded; once set, no init step can start
 	// again for this cluster.
 	InitHost string `json:"init_host,omitempty"`
+	// VIP is the control-plane VIP when the endpoint came from the infra's pool.
+	VIP *ClusterVIP `json:"vip,omitempty"`
+}
+
+// ClusterVIP is who holds a cluster's control-plane VIP. Epoch grows by one at each new
+// holder; agents drop the address when a newer epoch names another host (fencing).
+type ClusterVIP struct {
+	// Address is the VIP, without prefix length.
+	Address string `json:"address"`
+	// Bits is the prefix length of the VIP's subnet, used on the holder's link.
+	Bits int `json:"bits"`
+	// Holder is the host that must hold the VIP at Epoch; empty after it gave it up.
+	Holder string `json:"holder,omitempty"`
+	Epoch  uint64 `json:"epoch"`
+	// Held is set once the holder reported the address up at Epoch.
+	Held bool `json:"held,omitempty"`
 }
 
 // ClusterPKI is a cluster's CAs and service-account key pair; the private keys are sealed
@@ -187,6 +227,9 @@ type Node struct {
 	Steps []Step `json:"steps,omitempty"`
 	// Cred is the bootstrap token minted for this node's join.
 	Cred *JoinCred `json:"cred,omitempty"`
+	// APIReady: the host's local API server answered its last readiness check (control
+	// planes only; reported by the agent when it changes). A VIP goes only to a ready host.
+	APIReady bool `json:"api_ready,omitempty"`
 }
 
 // JoinCred is a just-in-time bootstrap token, sealed with the coordinator keyring.

@@ -547,6 +547,8 @@ type AgentMessage struct {
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Inventory
 	//	*AgentMessage_StepUpdate
+	//	*AgentMessage_VipStatus
+	//	*AgentMessage_NetworkResult
 	Body          isAgentMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -632,6 +634,24 @@ func (x *AgentMessage) GetStepUpdate() *StepUpdate {
 	return nil
 }
 
+func (x *AgentMessage) GetVipStatus() *VIPStatus {
+	if x != nil {
+		if x, ok := x.Body.(*AgentMessage_VipStatus); ok {
+			return x.VipStatus
+		}
+	}
+	return nil
+}
+
+func (x *AgentMessage) GetNetworkResult() *NetworkResult {
+	if x != nil {
+		if x, ok := x.Body.(*AgentMessage_NetworkResult); ok {
+			return x.NetworkResult
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Body interface {
 	isAgentMessage_Body()
 }
@@ -652,6 +672,14 @@ type AgentMessage_StepUpdate struct {
 	StepUpdate *StepUpdate `protobuf:"bytes,5,opt,name=step_update,json=stepUpdate,proto3,oneof"`
 }
 
+type AgentMessage_VipStatus struct {
+	VipStatus *VIPStatus `protobuf:"bytes,6,opt,name=vip_status,json=vipStatus,proto3,oneof"`
+}
+
+type AgentMessage_NetworkResult struct {
+	NetworkResult *NetworkResult `protobuf:"bytes,7,opt,name=network_result,json=networkResult,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Body() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Body() {}
@@ -659,6 +687,170 @@ func (*AgentMessage_Heartbeat) isAgentMessage_Body() {}
 func (*AgentMessage_Inventory) isAgentMessage_Body() {}
 
 func (*AgentMessage_StepUpdate) isAgentMessage_Body() {}
+
+func (*AgentMessage_VipStatus) isAgentMessage_Body() {}
+
+func (*AgentMessage_NetworkResult) isAgentMessage_Body() {}
+
+// VIPStatus is this host's view of one cluster's control-plane VIP, sent when it changes.
+type VIPStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// epoch is the assignment the status refers to.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// holding: the address is on a local link now.
+	Holding bool `protobuf:"varint,3,opt,name=holding,proto3" json:"holding,omitempty"`
+	// ready: the local API server answered its readiness check last time.
+	Ready bool `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	// released: this host gave the VIP up at epoch (its API server stopped answering).
+	Released      bool   `protobuf:"varint,5,opt,name=released,proto3" json:"released,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VIPStatus) Reset() {
+	*x = VIPStatus{}
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VIPStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VIPStatus) ProtoMessage() {}
+
+func (x *VIPStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VIPStatus.ProtoReflect.Descriptor instead.
+func (*VIPStatus) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VIPStatus) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *VIPStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *VIPStatus) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+func (x *VIPStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *VIPStatus) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *VIPStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// NetworkResult tells how applying the host network template went.
+type NetworkResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the NetworkConfig.revision applied (or refused, or rolled back).
+	Revision string `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// state is applied, rolled_back or failed.
+	State         string   `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Changes       []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	Error         string   `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkResult) Reset() {
+	*x = NetworkResult{}
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkResult) ProtoMessage() {}
+
+func (x *NetworkResult) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkResult.ProtoReflect.Descriptor instead.
+func (*NetworkResult) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NetworkResult) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *NetworkResult) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NetworkResult) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *NetworkResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
 
 // Hello opens a stream: who the agent is and what it last knew, so the coordinator resumes.
 type Hello struct {
@@ -671,7 +863,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +875,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +888,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -722,7 +914,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +926,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +939,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetSeq() uint64 {
@@ -773,7 +965,7 @@ type StepUpdate struct {
 
 func (x *StepUpdate) Reset() {
 	*x = StepUpdate{}
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +977,7 @@ func (x *StepUpdate) String() string {
 func (*StepUpdate) ProtoMessage() {}
 
 func (x *StepUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +990,7 @@ func (x *StepUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepUpdate.ProtoReflect.Descriptor instead.
 func (*StepUpdate) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StepUpdate) GetStepId() string {
@@ -851,6 +1043,8 @@ type CoordinatorMessage struct {
 	//	*CoordinatorMessage_HeartbeatAck
 	//	*CoordinatorMessage_Step
 	//	*CoordinatorMessage_Redirect
+	//	*CoordinatorMessage_Vip
+	//	*CoordinatorMessage_Network
 	Body          isCoordinatorMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -858,7 +1052,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1064,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1077,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CoordinatorMessage) GetBody() isCoordinatorMessage_Body {
@@ -929,6 +1123,24 @@ func (x *CoordinatorMessage) GetRedirect() *Redirect {
 	return nil
 }
 
+func (x *CoordinatorMessage) GetVip() *VIPAssignment {
+	if x != nil {
+		if x, ok := x.Body.(*CoordinatorMessage_Vip); ok {
+			return x.Vip
+		}
+	}
+	return nil
+}
+
+func (x *CoordinatorMessage) GetNetwork() *NetworkConfig {
+	if x != nil {
+		if x, ok := x.Body.(*CoordinatorMessage_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
 type isCoordinatorMessage_Body interface {
 	isCoordinatorMessage_Body()
 }
@@ -950,6 +1162,14 @@ type CoordinatorMessage_Redirect struct {
 	Redirect *Redirect `protobuf:"bytes,4,opt,name=redirect,proto3,oneof"`
 }
 
+type CoordinatorMessage_Vip struct {
+	Vip *VIPAssignment `protobuf:"bytes,5,opt,name=vip,proto3,oneof"`
+}
+
+type CoordinatorMessage_Network struct {
+	Network *NetworkConfig `protobuf:"bytes,6,opt,name=network,proto3,oneof"`
+}
+
 func (*CoordinatorMessage_Welcome) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_HeartbeatAck) isCoordinatorMessage_Body() {}
@@ -957,6 +1177,138 @@ func (*CoordinatorMessage_HeartbeatAck) isCoordinatorMessage_Body() {}
 func (*CoordinatorMessage_Step) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Redirect) isCoordinatorMessage_Body() {}
+
+func (*CoordinatorMessage_Vip) isCoordinatorMessage_Body() {}
+
+func (*CoordinatorMessage_Network) isCoordinatorMessage_Body() {}
+
+// VIPAssignment tells a control-plane host who holds its cluster's VIP. Epochs only grow: an
+// agent ignores an assignment older than one it has seen, and drops the address when a newer
+// epoch names another holder.
+type VIPAssignment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// address is the VIP with its subnet's prefix length, e.g. 10.0.0.100/24.
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Holder        bool   `protobuf:"varint,4,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VIPAssignment) Reset() {
+	*x = VIPAssignment{}
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VIPAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VIPAssignment) ProtoMessage() {}
+
+func (x *VIPAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VIPAssignment.ProtoReflect.Descriptor instead.
+func (*VIPAssignment) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VIPAssignment) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *VIPAssignment) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *VIPAssignment) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *VIPAssignment) GetHolder() bool {
+	if x != nil {
+		return x.Holder
+	}
+	return false
+}
+
+// NetworkConfig is the host's desired network (agent/netconf's JSON), sent after Welcome
+// when the host's infra has a network template. The agent applies it and rolls it back if
+// it can no longer reach a coordinator afterwards.
+type NetworkConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision identifies the config (a hash of json); the agent skips one it already applied.
+	Revision      string `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Json          []byte `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkConfig) Reset() {
+	*x = NetworkConfig{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkConfig) ProtoMessage() {}
+
+func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
+func (*NetworkConfig) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NetworkConfig) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *NetworkConfig) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
 
 type Welcome struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -970,7 +1322,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1334,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1347,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Welcome) GetHostId() string {
@@ -1029,7 +1381,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1393,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1406,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeartbeatAck) GetSeq() uint64 {
@@ -1086,7 +1438,7 @@ type StepAssignment struct {
 
 func (x *StepAssignment) Reset() {
 	*x = StepAssignment{}
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1450,7 @@ func (x *StepAssignment) String() string {
 func (*StepAssignment) ProtoMessage() {}
 
 func (x *StepAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1463,7 @@ func (x *StepAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepAssignment.ProtoReflect.Descriptor instead.
 func (*StepAssignment) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StepAssignment) GetStepId() string {
@@ -1154,7 +1506,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1518,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1531,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *File) GetPath() string {
@@ -1212,7 +1564,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1576,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1589,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1303,15 +1655,31 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fRenewRequest\x12\x17\n" +
 	"\acsr_der\x18\x01 \x01(\fR\x06csrDer\"8\n" +
 	"\rRenewResponse\x12'\n" +
-	"\x0fcertificate_der\x18\x01 \x01(\fR\x0ecertificateDer\"\x96\x02\n" +
+	"\x0fcertificate_der\x18\x01 \x01(\fR\x0ecertificateDer\"\xa0\x03\n" +
 	"\fAgentMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
 	"\x05hello\x18\x02 \x01(\v2\x18.deployme.agent.v1.HelloH\x00R\x05hello\x12<\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x1c.deployme.agent.v1.HeartbeatH\x00R\theartbeat\x12<\n" +
 	"\tinventory\x18\x04 \x01(\v2\x1c.deployme.agent.v1.InventoryH\x00R\tinventory\x12@\n" +
 	"\vstep_update\x18\x05 \x01(\v2\x1d.deployme.agent.v1.StepUpdateH\x00R\n" +
-	"stepUpdateB\x06\n" +
-	"\x04body\"j\n" +
+	"stepUpdate\x12=\n" +
+	"\n" +
+	"vip_status\x18\x06 \x01(\v2\x1c.deployme.agent.v1.VIPStatusH\x00R\tvipStatus\x12I\n" +
+	"\x0enetwork_result\x18\a \x01(\v2 .deployme.agent.v1.NetworkResultH\x00R\rnetworkResultB\x06\n" +
+	"\x04body\"\xa4\x01\n" +
+	"\tVIPStatus\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\aholding\x18\x03 \x01(\bR\aholding\x12\x14\n" +
+	"\x05ready\x18\x04 \x01(\bR\x05ready\x12\x1a\n" +
+	"\breleased\x18\x05 \x01(\bR\breleased\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"q\n" +
+	"\rNetworkResult\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\tR\brevision\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"j\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12<\n" +
 	"\n" +
@@ -1326,13 +1694,24 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1f\n" +
 	"\voutput_tail\x18\x06 \x01(\tR\n" +
-	"outputTail\"\x90\x02\n" +
+	"outputTail\"\x84\x03\n" +
 	"\x12CoordinatorMessage\x126\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1a.deployme.agent.v1.WelcomeH\x00R\awelcome\x12F\n" +
 	"\rheartbeat_ack\x18\x02 \x01(\v2\x1f.deployme.agent.v1.HeartbeatAckH\x00R\fheartbeatAck\x127\n" +
 	"\x04step\x18\x03 \x01(\v2!.deployme.agent.v1.StepAssignmentH\x00R\x04step\x129\n" +
-	"\bredirect\x18\x04 \x01(\v2\x1b.deployme.agent.v1.RedirectH\x00R\bredirectB\x06\n" +
-	"\x04body\"z\n" +
+	"\bredirect\x18\x04 \x01(\v2\x1b.deployme.agent.v1.RedirectH\x00R\bredirect\x124\n" +
+	"\x03vip\x18\x05 \x01(\v2 .deployme.agent.v1.VIPAssignmentH\x00R\x03vip\x12<\n" +
+	"\anetwork\x18\x06 \x01(\v2 .deployme.agent.v1.NetworkConfigH\x00R\anetworkB\x06\n" +
+	"\x04body\"v\n" +
+	"\rVIPAssignment\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06holder\x18\x04 \x01(\bR\x06holder\"?\n" +
+	"\rNetworkConfig\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\tR\brevision\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\"z\n" +
 	"\aWelcome\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\"\n" +
@@ -1371,7 +1750,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*Disk)(nil),               // 0: deployme.agent.v1.Disk
 	(*NIC)(nil),                // 1: deployme.agent.v1.NIC
@@ -1381,47 +1760,55 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*RenewRequest)(nil),       // 5: deployme.agent.v1.RenewRequest
 	(*RenewResponse)(nil),      // 6: deployme.agent.v1.RenewResponse
 	(*AgentMessage)(nil),       // 7: deployme.agent.v1.AgentMessage
-	(*Hello)(nil),              // 8: deployme.agent.v1.Hello
-	(*Heartbeat)(nil),          // 9: deployme.agent.v1.Heartbeat
-	(*StepUpdate)(nil),         // 10: deployme.agent.v1.StepUpdate
-	(*CoordinatorMessage)(nil), // 11: deployme.agent.v1.CoordinatorMessage
-	(*Welcome)(nil),            // 12: deployme.agent.v1.Welcome
-	(*HeartbeatAck)(nil),       // 13: deployme.agent.v1.HeartbeatAck
-	(*StepAssignment)(nil),     // 14: deployme.agent.v1.StepAssignment
-	(*File)(nil),               // 15: deployme.agent.v1.File
-	(*Redirect)(nil),           // 16: deployme.agent.v1.Redirect
-	nil,                        // 17: deployme.agent.v1.Inventory.VersionsEntry
-	nil,                        // 18: deployme.agent.v1.Inventory.LabelsEntry
-	nil,                        // 19: deployme.agent.v1.StepAssignment.ParamsEntry
+	(*VIPStatus)(nil),          // 8: deployme.agent.v1.VIPStatus
+	(*NetworkResult)(nil),      // 9: deployme.agent.v1.NetworkResult
+	(*Hello)(nil),              // 10: deployme.agent.v1.Hello
+	(*Heartbeat)(nil),          // 11: deployme.agent.v1.Heartbeat
+	(*StepUpdate)(nil),         // 12: deployme.agent.v1.StepUpdate
+	(*CoordinatorMessage)(nil), // 13: deployme.agent.v1.CoordinatorMessage
+	(*VIPAssignment)(nil),      // 14: deployme.agent.v1.VIPAssignment
+	(*NetworkConfig)(nil),      // 15: deployme.agent.v1.NetworkConfig
+	(*Welcome)(nil),            // 16: deployme.agent.v1.Welcome
+	(*HeartbeatAck)(nil),       // 17: deployme.agent.v1.HeartbeatAck
+	(*StepAssignment)(nil),     // 18: deployme.agent.v1.StepAssignment
+	(*File)(nil),               // 19: deployme.agent.v1.File
+	(*Redirect)(nil),           // 20: deployme.agent.v1.Redirect
+	nil,                        // 21: deployme.agent.v1.Inventory.VersionsEntry
+	nil,                        // 22: deployme.agent.v1.Inventory.LabelsEntry
+	nil,                        // 23: deployme.agent.v1.StepAssignment.ParamsEntry
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: deployme.agent.v1.Inventory.disks:type_name -> deployme.agent.v1.Disk
 	1,  // 1: deployme.agent.v1.Inventory.nics:type_name -> deployme.agent.v1.NIC
-	17, // 2: deployme.agent.v1.Inventory.versions:type_name -> deployme.agent.v1.Inventory.VersionsEntry
-	18, // 3: deployme.agent.v1.Inventory.labels:type_name -> deployme.agent.v1.Inventory.LabelsEntry
+	21, // 2: deployme.agent.v1.Inventory.versions:type_name -> deployme.agent.v1.Inventory.VersionsEntry
+	22, // 3: deployme.agent.v1.Inventory.labels:type_name -> deployme.agent.v1.Inventory.LabelsEntry
 	2,  // 4: deployme.agent.v1.RegisterRequest.inventory:type_name -> deployme.agent.v1.Inventory
-	8,  // 5: deployme.agent.v1.AgentMessage.hello:type_name -> deployme.agent.v1.Hello
-	9,  // 6: deployme.agent.v1.AgentMessage.heartbeat:type_name -> deployme.agent.v1.Heartbeat
+	10, // 5: deployme.agent.v1.AgentMessage.hello:type_name -> deployme.agent.v1.Hello
+	11, // 6: deployme.agent.v1.AgentMessage.heartbeat:type_name -> deployme.agent.v1.Heartbeat
 	2,  // 7: deployme.agent.v1.AgentMessage.inventory:type_name -> deployme.agent.v1.Inventory
-	10, // 8: deployme.agent.v1.AgentMessage.step_update:type_name -> deployme.agent.v1.StepUpdate
-	10, // 9: deployme.agent.v1.Hello.last_steps:type_name -> deployme.agent.v1.StepUpdate
-	12, // 10: deployme.agent.v1.CoordinatorMessage.welcome:type_name -> deployme.agent.v1.Welcome
-	13, // 11: deployme.agent.v1.CoordinatorMessage.heartbeat_ack:type_name -> deployme.agent.v1.HeartbeatAck
-	14, // 12: deployme.agent.v1.CoordinatorMessage.step:type_name -> deployme.agent.v1.StepAssignment
-	16, // 13: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
-	19, // 14: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
-	15, // 15: deployme.agent.v1.StepAssignment.files:type_name -> deployme.agent.v1.File
-	3,  // 16: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
-	5,  // 17: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
-	7,  // 18: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
-	4,  // 19: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
-	6,  // 20: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
-	11, // 21: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 8: deployme.agent.v1.AgentMessage.step_update:type_name -> deployme.agent.v1.StepUpdate
+	8,  // 9: deployme.agent.v1.AgentMessage.vip_status:type_name -> deployme.agent.v1.VIPStatus
+	9,  // 10: deployme.agent.v1.AgentMessage.network_result:type_name -> deployme.agent.v1.NetworkResult
+	12, // 11: deployme.agent.v1.Hello.last_steps:type_name -> deployme.agent.v1.StepUpdate
+	16, // 12: deployme.agent.v1.CoordinatorMessage.welcome:type_name -> deployme.agent.v1.Welcome
+	17, // 13: deployme.agent.v1.CoordinatorMessage.heartbeat_ack:type_name -> deployme.agent.v1.HeartbeatAck
+	18, // 14: deployme.agent.v1.CoordinatorMessage.step:type_name -> deployme.agent.v1.StepAssignment
+	20, // 15: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
+	14, // 16: deployme.agent.v1.CoordinatorMessage.vip:type_name -> deployme.agent.v1.VIPAssignment
+	15, // 17: deployme.agent.v1.CoordinatorMessage.network:type_name -> deployme.agent.v1.NetworkConfig
+	23, // 18: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
+	19, // 19: deployme.agent.v1.StepAssignment.files:type_name -> deployme.agent.v1.File
+	3,  // 20: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
+	5,  // 21: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
+	7,  // 22: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
+	4,  // 23: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
+	6,  // 24: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
+	13, // 25: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
+	23, // [23:26] is the sub-list for method output_type
+	20, // [20:23] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1434,12 +1821,16 @@ func file_agent_v1_agent_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Inventory)(nil),
 		(*AgentMessage_StepUpdate)(nil),
+		(*AgentMessage_VipStatus)(nil),
+		(*AgentMessage_NetworkResult)(nil),
 	}
-	file_agent_v1_agent_proto_msgTypes[11].OneofWrappers = []any{
+	file_agent_v1_agent_proto_msgTypes[13].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_HeartbeatAck)(nil),
 		(*CoordinatorMessage_Step)(nil),
 		(*CoordinatorMessage_Redirect)(nil),
+		(*CoordinatorMessage_Vip)(nil),
+		(*CoordinatorMessage_Network)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1447,7 +1838,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

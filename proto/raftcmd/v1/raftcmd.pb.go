@@ -131,6 +131,10 @@ type Network struct {
 	Gateway       string                 `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	Dns           []string               `protobuf:"bytes,3,rep,name=dns,proto3" json:"dns,omitempty"`
 	Mtu           int32                  `protobuf:"varint,4,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	Interface     string                 `protobuf:"bytes,5,opt,name=interface,proto3" json:"interface,omitempty"`
+	Bonds         []*NetworkBond         `protobuf:"bytes,6,rep,name=bonds,proto3" json:"bonds,omitempty"`
+	Vlans         []*NetworkVLAN         `protobuf:"bytes,7,rep,name=vlans,proto3" json:"vlans,omitempty"`
+	Bridges       []*NetworkBridge       `protobuf:"bytes,8,rep,name=bridges,proto3" json:"bridges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +197,206 @@ func (x *Network) GetMtu() int32 {
 	return 0
 }
 
+func (x *Network) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *Network) GetBonds() []*NetworkBond {
+	if x != nil {
+		return x.Bonds
+	}
+	return nil
+}
+
+func (x *Network) GetVlans() []*NetworkVLAN {
+	if x != nil {
+		return x.Vlans
+	}
+	return nil
+}
+
+func (x *Network) GetBridges() []*NetworkBridge {
+	if x != nil {
+		return x.Bridges
+	}
+	return nil
+}
+
+type NetworkBond struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Interfaces    []string               `protobuf:"bytes,3,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkBond) Reset() {
+	*x = NetworkBond{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkBond) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkBond) ProtoMessage() {}
+
+func (x *NetworkBond) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkBond.ProtoReflect.Descriptor instead.
+func (*NetworkBond) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NetworkBond) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkBond) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *NetworkBond) GetInterfaces() []string {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+type NetworkVLAN struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Link          string                 `protobuf:"bytes,2,opt,name=link,proto3" json:"link,omitempty"`
+	Id            int32                  `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkVLAN) Reset() {
+	*x = NetworkVLAN{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkVLAN) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkVLAN) ProtoMessage() {}
+
+func (x *NetworkVLAN) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkVLAN.ProtoReflect.Descriptor instead.
+func (*NetworkVLAN) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NetworkVLAN) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkVLAN) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *NetworkVLAN) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type NetworkBridge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Interfaces    []string               `protobuf:"bytes,2,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkBridge) Reset() {
+	*x = NetworkBridge{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkBridge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkBridge) ProtoMessage() {}
+
+func (x *NetworkBridge) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkBridge.ProtoReflect.Descriptor instead.
+func (*NetworkBridge) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NetworkBridge) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkBridge) GetInterfaces() []string {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
 type Infra struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -207,7 +411,7 @@ type Infra struct {
 
 func (x *Infra) Reset() {
 	*x = Infra{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[2]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +423,7 @@ func (x *Infra) String() string {
 func (*Infra) ProtoMessage() {}
 
 func (x *Infra) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[2]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +436,7 @@ func (x *Infra) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Infra.ProtoReflect.Descriptor instead.
 func (*Infra) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{2}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Infra) GetId() string {
@@ -291,7 +495,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[3]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +507,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[3]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +520,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{3}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinToken) GetId() string {
@@ -373,7 +577,7 @@ type Disk struct {
 
 func (x *Disk) Reset() {
 	*x = Disk{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[4]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +589,7 @@ func (x *Disk) String() string {
 func (*Disk) ProtoMessage() {}
 
 func (x *Disk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[4]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +602,7 @@ func (x *Disk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disk.ProtoReflect.Descriptor instead.
 func (*Disk) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{4}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Disk) GetName() string {
@@ -442,7 +646,7 @@ type NIC struct {
 
 func (x *NIC) Reset() {
 	*x = NIC{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[5]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +658,7 @@ func (x *NIC) String() string {
 func (*NIC) ProtoMessage() {}
 
 func (x *NIC) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[5]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +671,7 @@ func (x *NIC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NIC.ProtoReflect.Descriptor instead.
 func (*NIC) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{5}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NIC) GetName() string {
@@ -524,7 +728,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +740,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +753,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{6}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Host) GetId() string {
@@ -633,7 +837,7 @@ type Size struct {
 
 func (x *Size) Reset() {
 	*x = Size{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +849,7 @@ func (x *Size) String() string {
 func (*Size) ProtoMessage() {}
 
 func (x *Size) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +862,7 @@ func (x *Size) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Size.ProtoReflect.Descriptor instead.
 func (*Size) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{7}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Size) GetName() string {
@@ -697,7 +901,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +913,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +926,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{8}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Cluster) GetId() string {
@@ -785,7 +989,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +1001,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +1014,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{9}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Bootstrap) GetAdminToken() *Token {
@@ -836,7 +1040,7 @@ type CreateToken struct {
 
 func (x *CreateToken) Reset() {
 	*x = CreateToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1052,7 @@ func (x *CreateToken) String() string {
 func (*CreateToken) ProtoMessage() {}
 
 func (x *CreateToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1065,7 @@ func (x *CreateToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateToken.ProtoReflect.Descriptor instead.
 func (*CreateToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{10}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateToken) GetToken() *Token {
@@ -880,7 +1084,7 @@ type DeleteToken struct {
 
 func (x *DeleteToken) Reset() {
 	*x = DeleteToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1096,7 @@ func (x *DeleteToken) String() string {
 func (*DeleteToken) ProtoMessage() {}
 
 func (x *DeleteToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1109,7 @@ func (x *DeleteToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
 func (*DeleteToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{11}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteToken) GetId() string {
@@ -924,7 +1128,7 @@ type CreateInfra struct {
 
 func (x *CreateInfra) Reset() {
 	*x = CreateInfra{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1140,7 @@ func (x *CreateInfra) String() string {
 func (*CreateInfra) ProtoMessage() {}
 
 func (x *CreateInfra) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1153,7 @@ func (x *CreateInfra) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInfra.ProtoReflect.Descriptor instead.
 func (*CreateInfra) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{12}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateInfra) GetInfra() *Infra {
@@ -968,7 +1172,7 @@ type DeleteInfra struct {
 
 func (x *DeleteInfra) Reset() {
 	*x = DeleteInfra{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1184,7 @@ func (x *DeleteInfra) String() string {
 func (*DeleteInfra) ProtoMessage() {}
 
 func (x *DeleteInfra) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1197,7 @@ func (x *DeleteInfra) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteInfra.ProtoReflect.Descriptor instead.
 func (*DeleteInfra) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{13}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteInfra) GetId() string {
@@ -1012,7 +1216,7 @@ type CreateJoinToken struct {
 
 func (x *CreateJoinToken) Reset() {
 	*x = CreateJoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1228,7 @@ func (x *CreateJoinToken) String() string {
 func (*CreateJoinToken) ProtoMessage() {}
 
 func (x *CreateJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1241,7 @@ func (x *CreateJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinToken.ProtoReflect.Descriptor instead.
 func (*CreateJoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{14}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateJoinToken) GetJoinToken() *JoinToken {
@@ -1056,7 +1260,7 @@ type DeleteJoinToken struct {
 
 func (x *DeleteJoinToken) Reset() {
 	*x = DeleteJoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1272,7 @@ func (x *DeleteJoinToken) String() string {
 func (*DeleteJoinToken) ProtoMessage() {}
 
 func (x *DeleteJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1285,7 @@ func (x *DeleteJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJoinToken.ProtoReflect.Descriptor instead.
 func (*DeleteJoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{15}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteJoinToken) GetId() string {
@@ -1102,7 +1306,7 @@ type RegisterHost struct {
 
 func (x *RegisterHost) Reset() {
 	*x = RegisterHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1318,7 @@ func (x *RegisterHost) String() string {
 func (*RegisterHost) ProtoMessage() {}
 
 func (x *RegisterHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1331,7 @@ func (x *RegisterHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterHost.ProtoReflect.Descriptor instead.
 func (*RegisterHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{16}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RegisterHost) GetHost() *Host {
@@ -1154,7 +1358,7 @@ type DecommissionHost struct {
 
 func (x *DecommissionHost) Reset() {
 	*x = DecommissionHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1370,7 @@ func (x *DecommissionHost) String() string {
 func (*DecommissionHost) ProtoMessage() {}
 
 func (x *DecommissionHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1383,7 @@ func (x *DecommissionHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionHost.ProtoReflect.Descriptor instead.
 func (*DecommissionHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{17}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DecommissionHost) GetId() string {
@@ -1209,7 +1413,7 @@ type CreateCluster struct {
 
 func (x *CreateCluster) Reset() {
 	*x = CreateCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1425,7 @@ func (x *CreateCluster) String() string {
 func (*CreateCluster) ProtoMessage() {}
 
 func (x *CreateCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1438,7 @@ func (x *CreateCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCluster.ProtoReflect.Descriptor instead.
 func (*CreateCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{18}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateCluster) GetCluster() *Cluster {
@@ -1276,7 +1480,7 @@ type PatchCluster struct {
 
 func (x *PatchCluster) Reset() {
 	*x = PatchCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1492,7 @@ func (x *PatchCluster) String() string {
 func (*PatchCluster) ProtoMessage() {}
 
 func (x *PatchCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1505,7 @@ func (x *PatchCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchCluster.ProtoReflect.Descriptor instead.
 func (*PatchCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{19}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PatchCluster) GetId() string {
@@ -1357,7 +1561,7 @@ type UpgradeCluster struct {
 
 func (x *UpgradeCluster) Reset() {
 	*x = UpgradeCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1573,7 @@ func (x *UpgradeCluster) String() string {
 func (*UpgradeCluster) ProtoMessage() {}
 
 func (x *UpgradeCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1586,7 @@ func (x *UpgradeCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeCluster.ProtoReflect.Descriptor instead.
 func (*UpgradeCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{20}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpgradeCluster) GetId() string {
@@ -1416,7 +1620,7 @@ type DeleteCluster struct {
 
 func (x *DeleteCluster) Reset() {
 	*x = DeleteCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1632,7 @@ func (x *DeleteCluster) String() string {
 func (*DeleteCluster) ProtoMessage() {}
 
 func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1645,7 @@ func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCluster.ProtoReflect.Descriptor instead.
 func (*DeleteCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{21}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteCluster) GetId() string {
@@ -1471,7 +1675,7 @@ type SetClusterStatus struct {
 
 func (x *SetClusterStatus) Reset() {
 	*x = SetClusterStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1687,7 @@ func (x *SetClusterStatus) String() string {
 func (*SetClusterStatus) ProtoMessage() {}
 
 func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1700,7 @@ func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStatus.ProtoReflect.Descriptor instead.
 func (*SetClusterStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{22}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetClusterStatus) GetId() string {
@@ -1540,7 +1744,7 @@ type SetNodeState struct {
 
 func (x *SetNodeState) Reset() {
 	*x = SetNodeState{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1756,7 @@ func (x *SetNodeState) String() string {
 func (*SetNodeState) ProtoMessage() {}
 
 func (x *SetNodeState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1769,7 @@ func (x *SetNodeState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeState.ProtoReflect.Descriptor instead.
 func (*SetNodeState) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{23}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetNodeState) GetHostId() string {
@@ -1609,7 +1813,7 @@ type SetMember struct {
 
 func (x *SetMember) Reset() {
 	*x = SetMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1825,7 @@ func (x *SetMember) String() string {
 func (*SetMember) ProtoMessage() {}
 
 func (x *SetMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1838,7 @@ func (x *SetMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
 func (*SetMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{24}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetMember) GetId() string {
@@ -1674,7 +1878,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1890,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1903,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveMember) GetId() string {
@@ -1726,7 +1930,7 @@ type Idempotent struct {
 
 func (x *Idempotent) Reset() {
 	*x = Idempotent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1942,7 @@ func (x *Idempotent) String() string {
 func (*Idempotent) ProtoMessage() {}
 
 func (x *Idempotent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1955,7 @@ func (x *Idempotent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Idempotent.ProtoReflect.Descriptor instead.
 func (*Idempotent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Idempotent) GetKey() string {
@@ -1794,7 +1998,7 @@ type SetAgentCA struct {
 
 func (x *SetAgentCA) Reset() {
 	*x = SetAgentCA{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2010,7 @@ func (x *SetAgentCA) String() string {
 func (*SetAgentCA) ProtoMessage() {}
 
 func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2023,7 @@ func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentCA.ProtoReflect.Descriptor instead.
 func (*SetAgentCA) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetAgentCA) GetCertDer() []byte {
@@ -1860,7 +2064,7 @@ type RegisterAgent struct {
 
 func (x *RegisterAgent) Reset() {
 	*x = RegisterAgent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2076,7 @@ func (x *RegisterAgent) String() string {
 func (*RegisterAgent) ProtoMessage() {}
 
 func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2089,7 @@ func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgent.ProtoReflect.Descriptor instead.
 func (*RegisterAgent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RegisterAgent) GetHost() *Host {
@@ -1933,7 +2137,7 @@ type SetHostLiveness struct {
 
 func (x *SetHostLiveness) Reset() {
 	*x = SetHostLiveness{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2149,7 @@ func (x *SetHostLiveness) String() string {
 func (*SetHostLiveness) ProtoMessage() {}
 
 func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2162,7 @@ func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostLiveness.ProtoReflect.Descriptor instead.
 func (*SetHostLiveness) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetHostLiveness) GetHostId() string {
@@ -2018,7 +2222,7 @@ type SetClusterPKI struct {
 
 func (x *SetClusterPKI) Reset() {
 	*x = SetClusterPKI{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2234,7 @@ func (x *SetClusterPKI) String() string {
 func (*SetClusterPKI) ProtoMessage() {}
 
 func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2247,7 @@ func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterPKI.ProtoReflect.Descriptor instead.
 func (*SetClusterPKI) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetClusterPKI) GetClusterId() string {
@@ -2136,7 +2340,7 @@ type JoinCred struct {
 
 func (x *JoinCred) Reset() {
 	*x = JoinCred{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2352,7 @@ func (x *JoinCred) String() string {
 func (*JoinCred) ProtoMessage() {}
 
 func (x *JoinCred) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2365,7 @@ func (x *JoinCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinCred.ProtoReflect.Descriptor instead.
 func (*JoinCred) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinCred) GetTokenSealed() []byte {
@@ -2204,7 +2408,7 @@ type DispatchStep struct {
 
 func (x *DispatchStep) Reset() {
 	*x = DispatchStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2420,7 @@ func (x *DispatchStep) String() string {
 func (*DispatchStep) ProtoMessage() {}
 
 func (x *DispatchStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2433,7 @@ func (x *DispatchStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchStep.ProtoReflect.Descriptor instead.
 func (*DispatchStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DispatchStep) GetHostId() string {
@@ -2293,7 +2497,7 @@ type ReportStep struct {
 
 func (x *ReportStep) Reset() {
 	*x = ReportStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2509,7 @@ func (x *ReportStep) String() string {
 func (*ReportStep) ProtoMessage() {}
 
 func (x *ReportStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2522,7 @@ func (x *ReportStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStep.ProtoReflect.Descriptor instead.
 func (*ReportStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReportStep) GetReporter() string {
@@ -2383,7 +2587,7 @@ type AcceptHost struct {
 
 func (x *AcceptHost) Reset() {
 	*x = AcceptHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2599,7 @@ func (x *AcceptHost) String() string {
 func (*AcceptHost) ProtoMessage() {}
 
 func (x *AcceptHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2612,7 @@ func (x *AcceptHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptHost.ProtoReflect.Descriptor instead.
 func (*AcceptHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AcceptHost) GetId() string {
@@ -2419,6 +2623,186 @@ func (x *AcceptHost) GetId() string {
 }
 
 func (x *AcceptHost) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// SetVIPHolder gives a cluster's control-plane VIP to a control-plane host. epoch must be
+// exactly one more than the recorded one: two leaders racing cannot both win.
+type SetVIPHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	HostId        string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            int64                  `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVIPHolder) Reset() {
+	*x = SetVIPHolder{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVIPHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVIPHolder) ProtoMessage() {}
+
+func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVIPHolder.ProtoReflect.Descriptor instead.
+func (*SetVIPHolder) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SetVIPHolder) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SetVIPHolder) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *SetVIPHolder) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SetVIPHolder) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetVIPHolder) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// ReportVIPStatus is a control-plane agent's report about the VIP: whether it holds it at
+// epoch, whether its API server is ready, whether it gave the VIP up.
+type ReportVIPStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	HostId        string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Holding       bool                   `protobuf:"varint,4,opt,name=holding,proto3" json:"holding,omitempty"`
+	Ready         bool                   `protobuf:"varint,5,opt,name=ready,proto3" json:"ready,omitempty"`
+	Released      bool                   `protobuf:"varint,6,opt,name=released,proto3" json:"released,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            int64                  `protobuf:"varint,8,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportVIPStatus) Reset() {
+	*x = ReportVIPStatus{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportVIPStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportVIPStatus) ProtoMessage() {}
+
+func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportVIPStatus.ProtoReflect.Descriptor instead.
+func (*ReportVIPStatus) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ReportVIPStatus) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ReportVIPStatus) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ReportVIPStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReportVIPStatus) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+func (x *ReportVIPStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *ReportVIPStatus) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *ReportVIPStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportVIPStatus) GetAt() int64 {
 	if x != nil {
 		return x.At
 	}
@@ -2440,12 +2824,31 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\x03R\texpiresAt\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\b \x01(\x03R\tcreatedAt\"[\n" +
+	"created_at\x18\b \x01(\x03R\tcreatedAt\"\xa7\x02\n" +
 	"\aNetwork\x12\x12\n" +
 	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x10\n" +
 	"\x03dns\x18\x03 \x03(\tR\x03dns\x12\x10\n" +
-	"\x03mtu\x18\x04 \x01(\x05R\x03mtu\"\xb1\x01\n" +
+	"\x03mtu\x18\x04 \x01(\x05R\x03mtu\x12\x1c\n" +
+	"\tinterface\x18\x05 \x01(\tR\tinterface\x126\n" +
+	"\x05bonds\x18\x06 \x03(\v2 .deployme.raftcmd.v1.NetworkBondR\x05bonds\x126\n" +
+	"\x05vlans\x18\a \x03(\v2 .deployme.raftcmd.v1.NetworkVLANR\x05vlans\x12<\n" +
+	"\abridges\x18\b \x03(\v2\".deployme.raftcmd.v1.NetworkBridgeR\abridges\"U\n" +
+	"\vNetworkBond\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x1e\n" +
+	"\n" +
+	"interfaces\x18\x03 \x03(\tR\n" +
+	"interfaces\"E\n" +
+	"\vNetworkVLAN\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04link\x18\x02 \x01(\tR\x04link\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\x05R\x02id\"C\n" +
+	"\rNetworkBridge\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"interfaces\x18\x02 \x03(\tR\n" +
+	"interfaces\"\xb1\x01\n" +
 	"\x05Infra\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2630,7 +3033,24 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\n" +
 	"AcceptHost\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
-	"\x02at\x18\x02 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\x02 \x01(\x03R\x02at\"\x84\x01\n" +
+	"\fSetVIPHolder\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02at\x18\x05 \x01(\x03R\x02at\"\xd3\x01\n" +
+	"\x0fReportVIPStatus\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\aholding\x18\x04 \x01(\bR\aholding\x12\x14\n" +
+	"\x05ready\x18\x05 \x01(\bR\x05ready\x12\x1a\n" +
+	"\breleased\x18\x06 \x01(\bR\breleased\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02at\x18\b \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -2644,68 +3064,76 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
-	(*Infra)(nil),            // 2: deployme.raftcmd.v1.Infra
-	(*JoinToken)(nil),        // 3: deployme.raftcmd.v1.JoinToken
-	(*Disk)(nil),             // 4: deployme.raftcmd.v1.Disk
-	(*NIC)(nil),              // 5: deployme.raftcmd.v1.NIC
-	(*Host)(nil),             // 6: deployme.raftcmd.v1.Host
-	(*Size)(nil),             // 7: deployme.raftcmd.v1.Size
-	(*Cluster)(nil),          // 8: deployme.raftcmd.v1.Cluster
-	(*Bootstrap)(nil),        // 9: deployme.raftcmd.v1.Bootstrap
-	(*CreateToken)(nil),      // 10: deployme.raftcmd.v1.CreateToken
-	(*DeleteToken)(nil),      // 11: deployme.raftcmd.v1.DeleteToken
-	(*CreateInfra)(nil),      // 12: deployme.raftcmd.v1.CreateInfra
-	(*DeleteInfra)(nil),      // 13: deployme.raftcmd.v1.DeleteInfra
-	(*CreateJoinToken)(nil),  // 14: deployme.raftcmd.v1.CreateJoinToken
-	(*DeleteJoinToken)(nil),  // 15: deployme.raftcmd.v1.DeleteJoinToken
-	(*RegisterHost)(nil),     // 16: deployme.raftcmd.v1.RegisterHost
-	(*DecommissionHost)(nil), // 17: deployme.raftcmd.v1.DecommissionHost
-	(*CreateCluster)(nil),    // 18: deployme.raftcmd.v1.CreateCluster
-	(*PatchCluster)(nil),     // 19: deployme.raftcmd.v1.PatchCluster
-	(*UpgradeCluster)(nil),   // 20: deployme.raftcmd.v1.UpgradeCluster
-	(*DeleteCluster)(nil),    // 21: deployme.raftcmd.v1.DeleteCluster
-	(*SetClusterStatus)(nil), // 22: deployme.raftcmd.v1.SetClusterStatus
-	(*SetNodeState)(nil),     // 23: deployme.raftcmd.v1.SetNodeState
-	(*SetMember)(nil),        // 24: deployme.raftcmd.v1.SetMember
-	(*RemoveMember)(nil),     // 25: deployme.raftcmd.v1.RemoveMember
-	(*Idempotent)(nil),       // 26: deployme.raftcmd.v1.Idempotent
-	(*SetAgentCA)(nil),       // 27: deployme.raftcmd.v1.SetAgentCA
-	(*RegisterAgent)(nil),    // 28: deployme.raftcmd.v1.RegisterAgent
-	(*SetHostLiveness)(nil),  // 29: deployme.raftcmd.v1.SetHostLiveness
-	(*SetClusterPKI)(nil),    // 30: deployme.raftcmd.v1.SetClusterPKI
-	(*JoinCred)(nil),         // 31: deployme.raftcmd.v1.JoinCred
-	(*DispatchStep)(nil),     // 32: deployme.raftcmd.v1.DispatchStep
-	(*ReportStep)(nil),       // 33: deployme.raftcmd.v1.ReportStep
-	(*AcceptHost)(nil),       // 34: deployme.raftcmd.v1.AcceptHost
-	nil,                      // 35: deployme.raftcmd.v1.Host.LabelsEntry
+	(*NetworkBond)(nil),      // 2: deployme.raftcmd.v1.NetworkBond
+	(*NetworkVLAN)(nil),      // 3: deployme.raftcmd.v1.NetworkVLAN
+	(*NetworkBridge)(nil),    // 4: deployme.raftcmd.v1.NetworkBridge
+	(*Infra)(nil),            // 5: deployme.raftcmd.v1.Infra
+	(*JoinToken)(nil),        // 6: deployme.raftcmd.v1.JoinToken
+	(*Disk)(nil),             // 7: deployme.raftcmd.v1.Disk
+	(*NIC)(nil),              // 8: deployme.raftcmd.v1.NIC
+	(*Host)(nil),             // 9: deployme.raftcmd.v1.Host
+	(*Size)(nil),             // 10: deployme.raftcmd.v1.Size
+	(*Cluster)(nil),          // 11: deployme.raftcmd.v1.Cluster
+	(*Bootstrap)(nil),        // 12: deployme.raftcmd.v1.Bootstrap
+	(*CreateToken)(nil),      // 13: deployme.raftcmd.v1.CreateToken
+	(*DeleteToken)(nil),      // 14: deployme.raftcmd.v1.DeleteToken
+	(*CreateInfra)(nil),      // 15: deployme.raftcmd.v1.CreateInfra
+	(*DeleteInfra)(nil),      // 16: deployme.raftcmd.v1.DeleteInfra
+	(*CreateJoinToken)(nil),  // 17: deployme.raftcmd.v1.CreateJoinToken
+	(*DeleteJoinToken)(nil),  // 18: deployme.raftcmd.v1.DeleteJoinToken
+	(*RegisterHost)(nil),     // 19: deployme.raftcmd.v1.RegisterHost
+	(*DecommissionHost)(nil), // 20: deployme.raftcmd.v1.DecommissionHost
+	(*CreateCluster)(nil),    // 21: deployme.raftcmd.v1.CreateCluster
+	(*PatchCluster)(nil),     // 22: deployme.raftcmd.v1.PatchCluster
+	(*UpgradeCluster)(nil),   // 23: deployme.raftcmd.v1.UpgradeCluster
+	(*DeleteCluster)(nil),    // 24: deployme.raftcmd.v1.DeleteCluster
+	(*SetClusterStatus)(nil), // 25: deployme.raftcmd.v1.SetClusterStatus
+	(*SetNodeState)(nil),     // 26: deployme.raftcmd.v1.SetNodeState
+	(*SetMember)(nil),        // 27: deployme.raftcmd.v1.SetMember
+	(*RemoveMember)(nil),     // 28: deployme.raftcmd.v1.RemoveMember
+	(*Idempotent)(nil),       // 29: deployme.raftcmd.v1.Idempotent
+	(*SetAgentCA)(nil),       // 30: deployme.raftcmd.v1.SetAgentCA
+	(*RegisterAgent)(nil),    // 31: deployme.raftcmd.v1.RegisterAgent
+	(*SetHostLiveness)(nil),  // 32: deployme.raftcmd.v1.SetHostLiveness
+	(*SetClusterPKI)(nil),    // 33: deployme.raftcmd.v1.SetClusterPKI
+	(*JoinCred)(nil),         // 34: deployme.raftcmd.v1.JoinCred
+	(*DispatchStep)(nil),     // 35: deployme.raftcmd.v1.DispatchStep
+	(*ReportStep)(nil),       // 36: deployme.raftcmd.v1.ReportStep
+	(*AcceptHost)(nil),       // 37: deployme.raftcmd.v1.AcceptHost
+	(*SetVIPHolder)(nil),     // 38: deployme.raftcmd.v1.SetVIPHolder
+	(*ReportVIPStatus)(nil),  // 39: deployme.raftcmd.v1.ReportVIPStatus
+	nil,                      // 40: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
-	1,  // 0: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
-	4,  // 1: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
-	5,  // 2: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	35, // 3: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
-	0,  // 4: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
-	2,  // 5: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
-	0,  // 6: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
-	2,  // 7: deployme.raftcmd.v1.CreateInfra.infra:type_name -> deployme.raftcmd.v1.Infra
-	3,  // 8: deployme.raftcmd.v1.CreateJoinToken.join_token:type_name -> deployme.raftcmd.v1.JoinToken
-	6,  // 9: deployme.raftcmd.v1.RegisterHost.host:type_name -> deployme.raftcmd.v1.Host
-	8,  // 10: deployme.raftcmd.v1.CreateCluster.cluster:type_name -> deployme.raftcmd.v1.Cluster
-	7,  // 11: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
-	7,  // 12: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
-	7,  // 13: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
-	7,  // 14: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
-	6,  // 15: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
-	31, // 16: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	2,  // 0: deployme.raftcmd.v1.Network.bonds:type_name -> deployme.raftcmd.v1.NetworkBond
+	3,  // 1: deployme.raftcmd.v1.Network.vlans:type_name -> deployme.raftcmd.v1.NetworkVLAN
+	4,  // 2: deployme.raftcmd.v1.Network.bridges:type_name -> deployme.raftcmd.v1.NetworkBridge
+	1,  // 3: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
+	7,  // 4: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
+	8,  // 5: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
+	40, // 6: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	0,  // 7: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
+	5,  // 8: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
+	0,  // 9: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
+	5,  // 10: deployme.raftcmd.v1.CreateInfra.infra:type_name -> deployme.raftcmd.v1.Infra
+	6,  // 11: deployme.raftcmd.v1.CreateJoinToken.join_token:type_name -> deployme.raftcmd.v1.JoinToken
+	9,  // 12: deployme.raftcmd.v1.RegisterHost.host:type_name -> deployme.raftcmd.v1.Host
+	11, // 13: deployme.raftcmd.v1.CreateCluster.cluster:type_name -> deployme.raftcmd.v1.Cluster
+	10, // 14: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
+	10, // 15: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
+	10, // 16: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
+	10, // 17: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
+	9,  // 18: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
+	34, // 19: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -2713,14 +3141,14 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 	if File_raftcmd_v1_raftcmd_proto != nil {
 		return
 	}
-	file_raftcmd_v1_raftcmd_proto_msgTypes[19].OneofWrappers = []any{}
+	file_raftcmd_v1_raftcmd_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
