@@ -46,6 +46,8 @@ type Client struct {
 	seq uint64
 	// updates carries step updates to the current (or next) stream.
 	updates chan *agentv1.StepUpdate
+	// netResults carries network results the same way.
+	netResults chan *agentv1.NetworkResult
 
 	// vip holds the latest VIP status per cluster; dirty ones go out on the current stream
 	// and all of them on every new one (the coordinator may have missed any).
@@ -60,7 +62,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir), updates: make(chan *agentv1.StepUpdate, 1024),
+	c := &Client{cfg: cfg, log: cfg.logger(), dir: stateDir(cfg.StateDir), updates: make(chan *agentv1.StepUpdate, 1024), netResults: make(chan *agentv1.NetworkResult, 16),
 		vip: map[string]*agentv1.VIPStatus{}, vipDirty: map[string]bool{}, vipPoke: make(chan struct{}, 1)}
 	if cfg.CAHash != "" {
 		c.pin, _ = parseCAHash(cfg.CAHash) // checked by Validate

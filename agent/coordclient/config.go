@@ -47,6 +47,12 @@ type VIPHandler interface {
 	SetVIP(a *agentv1.VIPAssignment)
 }
 
+// NetworkHandler applies the host network config coordinators send (agent/netconf). Apply
+// must not block; send may be called later from any goroutine.
+type NetworkHandler interface {
+	ApplyNetwork(ctx context.Context, c *agentv1.NetworkConfig, send func(*agentv1.NetworkResult))
+}
+
 // Config configures a Client. Start from DefaultConfig.
 type Config struct {
 	// Coordinators are gRPC addresses (host:port) of coordinator replicas. Those learnt from
@@ -69,9 +75,11 @@ type Config struct {
 	Steps StepHandler
 	// VIP receives VIP assignments; nil drops them.
 	VIP VIPHandler
-	// Connected, when set, is called with true once a coordinator welcomed the agent and
-	// with false when that stream ends (the VIP holder uses it to fence itself).
-	Connected func(bool)
+	// Network applies the host network template; nil drops it.
+	Network NetworkHandler
+	// Heard, when set, is called for every message a coordinator sends (heartbeat acks
+	// included): the VIP holder fences itself when it stops hearing them.
+	Heard func()
 	// AgentVersion is reported in Hello and in the inventory.
 	AgentVersion string
 	// Logger defaults to discarding.

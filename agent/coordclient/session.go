@@ -123,9 +123,8 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 		return false, err
 	}
 	c.log.Info("connected", logkey.Addr, addr, logkey.HostID, c.id.HostID, "heartbeat_interval", interval)
-	if c.cfg.Connected != nil {
-		c.cfg.Connected(true)
-		defer c.cfg.Connected(false)
+	if c.cfg.Heard != nil {
+		c.cfg.Heard()
 	}
 	sendVIP := func(all bool) error {
 		sts := c.takeVIP(all)
@@ -176,6 +175,9 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 			if r.err != nil {
 				return true, r.err
 			}
+			if c.cfg.Heard != nil {
+				c.cfg.Heard()
+			}
 			switch b := r.msg.GetBody().(type) {
 			case *agentv1.CoordinatorMessage_HeartbeatAck:
 				if ms := b.HeartbeatAck.GetHeartbeatIntervalMs(); ms > 0 && time.Duration(ms)*time.Millisecond != interval {
@@ -197,6 +199,13 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 					continue
 				}
 				c.cfg.VIP.SetVIP(b.Vip)
+			case *agentv1.CoordinatorMessage_Network:
+				if c.cfg.Network == nil {
+					c.log.Debug("network config dropped: no network handler", "revision", b.Network.GetRevision())
+					continue
+				}
+				// Like steps, an apply outlives the stream that carried it.
+				c.cfg.Network.ApplyNetwork(ctx, b.Network, c.queueNetResult)
 			case *agentv1.CoordinatorMessage_Step:
 				if c.cfg.Steps == nil {
 					c.log.Warn("step assignment dropped: this agent runs no steps", "step_id", b.Step.GetStepId(), "step", b.Step.GetName())
@@ -206,6 +215,10 @@ func (c *Client) session(ctx context.Context, addr string) (welcomed bool, err e
 				c.cfg.Steps.Handle(ctx, b.Step, c.queueUpdate)
 			default:
 				c.log.Debug("ignoring unknown coordinator message")
+			}
+		case r := <-c.netResults:
+			if err := stream.Send(&agentv1.AgentMessage{Id: newID(), Body: &agentv1.AgentMessage_NetworkResult{NetworkResult: r}}); err != nil {
+				return true, fmt.Errorf("network result: %w", err)
 			}
 		case <-c.vipPoke:
 			if err := sendVIP(false); err != nil {
@@ -246,6 +259,16 @@ func (c *Client) queueUpdate(u *agentv1.StepUpdate) {
 	case c.updates <- u:
 	default:
 		c.log.Warn("step update dropped: queue full", "step_id", u.GetStepId(), "state", u.GetState())
+	}
+}
+
+// queueNetResult hands a network result to the current or next stream (dropped when the
+// queue is full: the coordinator sends the config again on the next stream).
+func (c *Client) queueNetResult(r *agentv1.NetworkResult) {
+	select {
+	case c.netResults <- r:
+	default:
+		c.log.Warn("network result dropped: queue full", "revision", r.GetRevision())
 	}
 }
 

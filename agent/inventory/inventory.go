@@ -202,6 +202,18 @@ func collectNICs(ctx context.Context, o Options) ([]NIC, error) {
 	return nics, nil
 }
 
+// hasGlobalAddress tells whether one of addrs (CIDR notation) is neither link-local nor
+// loopback.
+func hasGlobalAddress(addrs []string) bool {
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a)
+		if err == nil && !p.Addr().IsLinkLocalUnicast() && !p.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
 // sortAddresses orders addresses so that a kernel listing them in another order is not
 // mistaken for a change.
 func sortAddresses(addrs []string) []string {
@@ -229,9 +241,15 @@ func Changed(a, b *Inventory) bool {
 // churning tells whether a link is one Kubernetes networking creates and removes as pods
 // come and go (pod veths, overlay tunnels, CNI and container bridges, IPVS dummies). Listing
 // them would make the inventory "change" on every pod start; they say nothing about the host.
+//
+// A veth that carries a global address is kept: then it is the host's own uplink (a host
+// that is itself a container or a network namespace), while the host end of a pod's veth
+// has at most a link-local address.
 func churning(l Link) bool {
 	switch l.Type {
-	case "veth", "vxlan", "geneve", "ipip", "ifb", "dummy", "wireguard":
+	case "veth":
+		return !hasGlobalAddress(l.Addresses)
+	case "vxlan", "geneve", "ipip", "ifb", "dummy", "wireguard":
 		return true
 	case "bridge":
 		for _, p := range []string{"cni", "docker", "kube", "flannel", "cali", "cilium", "weave"} {

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/deployme/deployme/agent/kubeadm"
 	"github.com/deployme/deployme/internal/atomicfile"
@@ -92,15 +95,38 @@ type noKernel struct{}
 func (noKernel) LoadModules(context.Context, []string) error { return nil }
 func (noKernel) ApplySysctls(context.Context, string) error  { return nil }
 
-// commandKernel loads modules with modprobe and applies a sysctl file with sysctl -p, the
-// same tools systemd-modules-load and systemd-sysctl would use at the next boot.
+// commandKernel changes the live kernel of the machine the agent runs on. Sysctls are
+// written through procfs, which needs no tool on the host; modules still go through modprobe,
+// and only those not loaded yet: loading one from Go would mean finding it under
+// /lib/modules/$(uname -r), decompressing it (.ko.xz, .ko.zst), loading its dependencies
+// from modules.dep first and calling finit_module, which is modprobe's whole job.
 type commandKernel struct {
 	runner kubeadm.Runner
 	env    []string
+	// files reads the sysctl file; procSys and sysModule stand for /proc/sys and
+	// /sys/module. Zero values are the real ones: an executor has a commandKernel only
+	// when its root is "/" (see New), so host paths are paths of this machine.
+	files     hostFiles
+	procSys   string
+	sysModule string
 }
 
+const (
+	defaultProcSys   = "/proc/sys"
+	defaultSysModule = "/sys/module"
+)
+
 func (k commandKernel) LoadModules(ctx context.Context, modules []string) error {
+	sysModule := cmp.Or(k.sysModule, defaultSysModule)
 	for _, m := range modules {
+		if m == "" || strings.ContainsAny(m, "/.") {
+			return fmt.Errorf("module name %q", m)
+		}
+		// /sys/module/<name> exists once a module is loaded (and for built-in ones with
+		// parameters); its name there has '_' where modprobe also accepts '-'.
+		if _, err := os.Stat(filepath.Join(sysModule, strings.ReplaceAll(m, "-", "_"))); err == nil {
+			continue
+		}
 		if err := k.run(ctx, "modprobe", m); err != nil {
 			return err
 		}
@@ -108,8 +134,118 @@ func (k commandKernel) LoadModules(ctx context.Context, modules []string) error 
 	return nil
 }
 
+// ApplySysctls sets every key of file (sysctl.d format) that does not have its value yet.
+// Unchanged keys are not written: writing net.ipv4.ip_forward, even with its current value,
+// resets the forwarding setting of every interface. All keys are tried; the errors are joined.
 func (k commandKernel) ApplySysctls(ctx context.Context, file string) error {
-	return k.run(ctx, "sysctl", "-p", file)
+	files := k.files
+	if files == nil {
+		files = rootFiles{root: "/"}
+	}
+	data, err := files.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	entries, err := parseSysctls(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	procSys := cmp.Or(k.procSys, defaultProcSys)
+	var errs []error
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := writeSysctl(filepath.Join(procSys, e.path), e.value)
+		if err != nil && !e.optional {
+			errs = append(errs, fmt.Errorf("sysctl %s: %w", e.key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sysctl is one "key = value" line of a sysctl.d file.
+type sysctl struct {
+	key      string // as written, for messages
+	path     string // relative to /proc/sys
+	value    string
+	optional bool // the key had a leading '-': a missing or unwritable key is not an error
+}
+
+// parseSysctls parses the sysctl.d(5) format: "key = value" lines, '#' and ';' comments, a
+// leading '-' making a key optional. A key uses '.' or '/' as separators; when its first
+// separator is '.', dots and slashes swap, so that "net.ipv4.conf.eth0/100.rp_filter" names
+// the interface "eth0.100". Globs are refused: this file is ours and has none.
+func parseSysctls(data []byte) ([]sysctl, error) {
+	var out []sysctl
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: no '='", i+1)
+		}
+		e := sysctl{key: strings.TrimSpace(key), value: strings.TrimSpace(value)}
+		if rest, ok := strings.CutPrefix(e.key, "-"); ok {
+			e.key, e.optional = rest, true
+		}
+		path, err := sysctlPath(e.key)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		e.path = path
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// sysctlPath turns a key into a path relative to /proc/sys, refusing any that could leave it.
+func sysctlPath(key string) (string, error) {
+	p := key
+	if i := strings.IndexAny(key, "./"); i >= 0 && key[i] == '.' {
+		p = strings.Map(func(r rune) rune {
+			switch r {
+			case '.':
+				return '/'
+			case '/':
+				return '.'
+			}
+			return r
+		}, key)
+	}
+	parts := strings.Split(p, "/")
+	for _, part := range parts {
+		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "*?[") {
+			return "", fmt.Errorf("sysctl key %q", key)
+		}
+	}
+	return filepath.Join(parts...), nil
+}
+
+// writeSysctl writes value to a procfs file unless it holds that value already (compared
+// field by field: procfs writes multi-value settings with tabs).
+func writeSysctl(path, value string) error {
+	cur, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	// Some keys are write-only (net.ipv4.route.flush): those are written whatever they hold.
+	if err == nil && slices.Equal(strings.Fields(string(cur)), strings.Fields(value)) {
+		return nil
+	}
+	// No O_CREATE: a key the kernel does not have (its module is not loaded) is an error,
+	// not a new file.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(value + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
 }
 
 func (k commandKernel) run(ctx context.Context, tool string, args ...string) error {

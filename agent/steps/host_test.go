@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/deployme/deployme/agent/kubeadm"
 	"github.com/deployme/deployme/agent/kubeadm/kubefake"
 	agentv1 "github.com/deployme/deployme/proto/agent/v1"
 )
@@ -374,4 +375,136 @@ func walk(t *testing.T, root string) map[string]string {
 		t.Fatal(err)
 	}
 	return tree
+}
+
+// commandLog is a kubeadm.Runner that records each command line and exits with exitCode.
+type commandLog struct {
+	calls    []string
+	exitCode int
+}
+
+func (l *commandLog) Run(_ context.Context, cmd kubeadm.Command, _ func(string)) (kubeadm.Result, error) {
+	l.calls = append(l.calls, cmd.Path+" "+strings.Join(cmd.Args, " "))
+	return kubeadm.Result{ExitCode: l.exitCode, Tail: []string{"modprobe: FATAL: Module x not found"}}, nil
+}
+
+// prepareFile is the content prepare writes at p.
+func prepareFile(t *testing.T, p string) string {
+	t.Helper()
+	for _, f := range prepareFiles {
+		if f.path == p {
+			return f.content
+		}
+	}
+	t.Fatalf("prepare writes no %s", p)
+	return ""
+}
+
+func TestKernelWritesSysctlsThroughProcfs(t *testing.T) {
+	root, procSys := t.TempDir(), t.TempDir()
+	writeHostFile(t, root, sysctlConf, prepareFile(t, sysctlConf), 0o644)
+	// procSys stands for /proc/sys. bridge-nf-call-ip6tables already holds the value, with
+	// no newline: a write would add one, so the content tells whether it was written.
+	writeHostFile(t, procSys, "net/bridge/bridge-nf-call-iptables", "0\n", 0o644)
+	writeHostFile(t, procSys, "net/bridge/bridge-nf-call-ip6tables", "1", 0o644)
+	writeHostFile(t, procSys, "net/ipv4/ip_forward", "0\n", 0o644)
+	log := &commandLog{}
+	k := commandKernel{runner: log, files: rootFiles{root: root}, procSys: procSys}
+	for range 2 { // the second time finds every value set and writes nothing
+		if err := k.ApplySysctls(context.Background(), sysctlConf); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"/net/bridge/bridge-nf-call-iptables":  "1\n",
+			"/net/bridge/bridge-nf-call-ip6tables": "1",
+			"/net/ipv4/ip_forward":                 "1\n",
+		}
+		for p, content := range want {
+			b, err := os.ReadFile(filepath.Join(procSys, p))
+			if err != nil || string(b) != content {
+				t.Errorf("%s: %q, %v; want %q", p, b, err, content)
+			}
+		}
+	}
+	if len(log.calls) != 0 {
+		t.Errorf("commands ran: %q", log.calls)
+	}
+
+	// A key the kernel lacks (br_netfilter not loaded) is an error naming it; the other keys
+	// are still written.
+	if err := os.RemoveAll(filepath.Join(procSys, "net/bridge")); err != nil {
+		t.Fatal(err)
+	}
+	writeHostFile(t, procSys, "net/ipv4/ip_forward", "0\n", 0o644)
+	err := k.ApplySysctls(context.Background(), sysctlConf)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "net.bridge.bridge-nf-call-iptables") {
+		t.Errorf("ApplySysctls = %v, want a not-exist error naming the key", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(procSys, "net/ipv4/ip_forward")); string(b) != "1\n" {
+		t.Errorf("ip_forward %q after an error on another key, want 1", b)
+	}
+	if _, err := os.Stat(filepath.Join(procSys, "net/bridge/bridge-nf-call-iptables")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing key was created: %v", err)
+	}
+}
+
+func TestParseSysctls(t *testing.T) {
+	in := "# comment\n; also a comment\n\n" +
+		"net.ipv4.ip_forward = 1\n" +
+		"  net.ipv4.conf.eth0/100.rp_filter=2  \n" +
+		"net/ipv4/conf/eth0.100/accept_ra = 0\n" +
+		"-net.bridge.bridge-nf-call-iptables = 1\n" +
+		"net.ipv4.ip_local_port_range = 32768 60999\n"
+	got, err := parseSysctls([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []sysctl{
+		{key: "net.ipv4.ip_forward", path: "net/ipv4/ip_forward", value: "1"},
+		{key: "net.ipv4.conf.eth0/100.rp_filter", path: "net/ipv4/conf/eth0.100/rp_filter", value: "2"},
+		{key: "net/ipv4/conf/eth0.100/accept_ra", path: "net/ipv4/conf/eth0.100/accept_ra", value: "0"},
+		{key: "net.bridge.bridge-nf-call-iptables", path: "net/bridge/bridge-nf-call-iptables", value: "1", optional: true},
+		{key: "net.ipv4.ip_local_port_range", path: "net/ipv4/ip_local_port_range", value: "32768 60999"},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(sysctl{})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"net.ipv4.ip_forward 1", "../../etc/shadow = x", "net..ipv4 = 1", "/net/ipv4 = 1", "net.ipv4.conf.*.rp_filter = 1", "= 1"} {
+		if _, err := parseSysctls([]byte(bad + "\n")); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestKernelLoadsOnlyMissingModules(t *testing.T) {
+	sysModule := t.TempDir()
+	if err := os.Mkdir(filepath.Join(sysModule, "overlay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := &commandLog{}
+	k := commandKernel{runner: log, sysModule: sysModule}
+	if err := k.LoadModules(context.Background(), kernelModules); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"modprobe br_netfilter"}, log.calls); diff != "" {
+		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+	// Loaded now; a module named with '-' is found under its '_' name.
+	if err := os.Mkdir(filepath.Join(sysModule, "br_netfilter"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log.calls = nil
+	if err := k.LoadModules(context.Background(), []string{"overlay", "br_netfilter", "br-netfilter"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(log.calls) != 0 {
+		t.Errorf("commands ran for loaded modules: %q", log.calls)
+	}
+	log.exitCode = 1
+	if err := k.LoadModules(context.Background(), []string{"nf_conntrack"}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("LoadModules with a failing modprobe = %v, want its error", err)
+	}
+	if err := k.LoadModules(context.Background(), []string{"../../etc"}); err == nil {
+		t.Error("a module name with a path was accepted")
+	}
 }

@@ -221,6 +221,11 @@ func validateCreateInfra(req *v1.CreateInfraRequest) error {
 			return err
 		}
 	}
+	if a := req.AutoAccept; a != nil {
+		if err := validateAutoAccept(a); err != nil {
+			return err
+		}
+	}
 	if req.VIPPool != nil {
 		p, err := netip.ParsePrefix(*req.VIPPool)
 		if err != nil {
@@ -400,6 +405,31 @@ func validateNetworkLinks(n *v1.Network) error {
 		}
 		if n.CIDR == "" {
 			return v1.InvalidField("network.cidr", "network.cidr is required with network.interface (the host's address is the one in it)")
+		}
+	}
+	return nil
+}
+
+// macPrefix is 1 to 6 hex octets separated by colons, e.g. "52:54:00".
+var macPrefix = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){0,5}$`)
+
+func validateAutoAccept(a *v1.AutoAccept) error {
+	if len(a.MACPrefixes)+len(a.Serials)+len(a.Labels) > 256 {
+		return v1.InvalidField("auto_accept", "auto_accept holds at most 256 rules")
+	}
+	for i, p := range a.MACPrefixes {
+		if !macPrefix.MatchString(p) {
+			return v1.InvalidField(fmt.Sprintf("auto_accept.mac_prefixes[%d]", i), "%q is not a MAC prefix such as 52:54:00", p)
+		}
+	}
+	for i, s := range a.Serials {
+		if s == "" || len(s) > 128 || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return v1.InvalidField(fmt.Sprintf("auto_accept.serials[%d]", i), "a serial is 1-128 printable characters")
+		}
+	}
+	for k, v := range a.Labels {
+		if k == "" || len(k) > 63 || len(v) > 63 || strings.ContainsAny(k+v, "=,\n\r\x00") {
+			return v1.InvalidField("auto_accept.labels", "label %q=%q: keys 1-63 and values up to 63 characters, without = , or control characters", k, v)
 		}
 	}
 	return nil

@@ -98,14 +98,26 @@ type UpgradeClusterRequest struct {
 
 // Node is one host's membership in a cluster.
 type Node struct {
-	HostID    string     `json:"host_id"`
-	Hostname  string     `json:"hostname"`
-	Role      string     `json:"role"`
-	State     string     `json:"state"`
-	Step      string     `json:"step,omitempty"`
-	Steps     []NodeStep `json:"steps,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	HostID   string     `json:"host_id"`
+	Hostname string     `json:"hostname"`
+	Role     string     `json:"role"`
+	State    string     `json:"state"`
+	Step     string     `json:"step,omitempty"`
+	Steps    []NodeStep `json:"steps,omitempty"`
+	// APIReady: a control plane's API server answered its agent's last readiness check.
+	APIReady bool `json:"api_ready,omitempty"`
+	// VIP is set on the control plane that must hold the cluster's VIP now.
+	VIP       *NodeVIP  `json:"vip,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NodeVIP is the cluster's VIP as held by one control plane.
+type NodeVIP struct {
+	Address string `json:"address"`
+	Epoch   uint64 `json:"epoch"`
+	// Held: the agent reported the address up at this epoch.
+	Held bool `json:"held"`
 }
 
 // NodeStep is one step of a node's plan and its latest attempt.
@@ -215,12 +227,25 @@ type NetworkBridge struct {
 
 // Infra is a pool of hosts: the built-in managed pool, a customer's site or a bare-metal rack.
 type Infra struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Kind      string    `json:"kind"`
-	Network   *Network  `json:"network,omitempty"`
-	VIPPool   string    `json:"vip_pool,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Kind    string   `json:"kind"`
+	Network *Network `json:"network,omitempty"`
+	VIPPool string   `json:"vip_pool,omitempty"`
+	// AutoAccept makes matching bare-metal hosts available as soon as they register.
+	AutoAccept *AutoAccept `json:"auto_accept,omitempty"`
+	CreatedAt  time.Time   `json:"created_at"`
+}
+
+// AutoAccept rules of a bare-metal infra: a registering host that matches any one becomes
+// available without an operator's POST /v1/hosts/{id}/accept.
+type AutoAccept struct {
+	// MACPrefixes match the start of any of the host's MACs, e.g. "52:54:00".
+	MACPrefixes []string `json:"mac_prefixes,omitempty"`
+	// Serials match the host's serial number exactly.
+	Serials []string `json:"serials,omitempty"`
+	// Labels match when the host has every one of them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // InfraList is the body of GET /v1/infras.
@@ -230,10 +255,11 @@ type InfraList struct {
 
 // CreateInfraRequest is the body of POST /v1/infras.
 type CreateInfraRequest struct {
-	Name    *string  `json:"name"`
-	Kind    *string  `json:"kind"`
-	Network *Network `json:"network,omitempty"`
-	VIPPool *string  `json:"vip_pool,omitempty"`
+	Name       *string     `json:"name"`
+	Kind       *string     `json:"kind"`
+	Network    *Network    `json:"network,omitempty"`
+	VIPPool    *string     `json:"vip_pool,omitempty"`
+	AutoAccept *AutoAccept `json:"auto_accept,omitempty"`
 }
 
 // JoinToken lets agents register hosts into one infra.
@@ -289,6 +315,8 @@ type Host struct {
 	NICs         []NIC             `json:"nics"`
 	Labels       map[string]string `json:"labels"`
 	AgentVersion string            `json:"agent_version,omitempty"`
+	// Serial is the machine's serial number (DMI), when it reports one.
+	Serial string `json:"serial,omitempty"`
 	// ConnectedTo is the coordinator replica holding the agent's stream.
 	ConnectedTo string    `json:"connected_to,omitempty"`
 	LastSeen    time.Time `json:"last_seen"`

@@ -39,7 +39,11 @@ func registration(inv *agentv1.Inventory) (service.HostRegistration, error) {
 	if len(inv.GetDisks()) > maxDisks || len(inv.GetNics()) > maxNICs || len(inv.GetLabels()) > maxLabels {
 		return reg, v1.InvalidField("inventory", "at most %d disks, %d nics and %d labels", maxDisks, maxNICs, maxLabels)
 	}
+	if err := checkStrings("inventory.serial", inv.GetSerial()); err != nil {
+		return reg, err
+	}
 	reg.Hostname, reg.CPUs, reg.MemoryBytes, reg.AgentVersion = inv.GetHostname(), int(inv.GetCpus()), inv.GetMemoryBytes(), inv.GetAgentVersion()
+	reg.Serial = inv.GetSerial()
 	for _, d := range inv.GetDisks() {
 		if err := checkStrings("inventory.disks", d.GetName(), d.GetSerial()); err != nil {
 			return reg, err
@@ -85,7 +89,7 @@ func checkStrings(field string, ss ...string) error {
 // sameInventory tells whether a registration would change nothing of the host's inventory.
 func sameInventory(h *v1.Host, reg service.HostRegistration) bool {
 	return h.Hostname == reg.Hostname && h.CPUs == reg.CPUs && h.MemoryBytes == reg.MemoryBytes &&
-		h.AgentVersion == reg.AgentVersion &&
+		h.AgentVersion == reg.AgentVersion && h.Serial == reg.Serial &&
 		slices.Equal(h.Disks, reg.Disks) &&
 		slices.EqualFunc(h.NICs, reg.NICs, func(a, b v1.NIC) bool {
 			return a.Name == b.Name && a.MAC == b.MAC && a.SpeedMbps == b.SpeedMbps && a.Up == b.Up && slices.Equal(a.Addresses, b.Addresses)

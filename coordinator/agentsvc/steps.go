@@ -29,6 +29,8 @@ type StepBackend interface {
 	VIPAssignment(hostID string) *agentv1.VIPAssignment
 	// ReportVIP records a host's VIP status; a stale one wraps service.ErrStaleReport.
 	ReportVIP(ctx context.Context, hostID string, u *agentv1.VIPStatus) error
+	// NetworkConfig is the host network the agent must apply (nil: none).
+	NetworkConfig(hostID string) *agentv1.NetworkConfig
 }
 
 // streamConn is one agent stream as the dispatcher sees it. Sends on a gRPC stream must
@@ -42,6 +44,8 @@ type streamConn struct {
 	sent map[string]bool
 	// vip is the VIP assignment last pushed on this stream.
 	vip *agentv1.VIPAssignment
+	// network is the revision of the network config last pushed on this stream.
+	network string
 }
 
 func (c *streamConn) send(m *agentv1.CoordinatorMessage) error {
@@ -162,7 +166,31 @@ func (s *Server) dispatch() {
 	}
 	for _, c := range all {
 		s.pushVIP(c)
+		s.pushNetwork(c)
 	}
+}
+
+// pushNetwork sends a host its network config when its revision changed since the last
+// one sent on this stream (a new stream gets it once; the agent skips a revision it
+// already applied).
+func (s *Server) pushNetwork(c *streamConn) {
+	n := s.cfg.Steps.NetworkConfig(c.host)
+	if n == nil {
+		return
+	}
+	c.mu.Lock()
+	same := c.network == n.GetRevision()
+	c.mu.Unlock()
+	if same {
+		return
+	}
+	if err := c.send(&agentv1.CoordinatorMessage{Body: &agentv1.CoordinatorMessage_Network{Network: n}}); err != nil {
+		s.log.Debug("network push failed", logkey.HostID, c.host, logkey.Err, err)
+		return
+	}
+	c.mu.Lock()
+	c.network = n.GetRevision()
+	c.mu.Unlock()
 }
 
 // pushVIP sends a host its cluster's VIP assignment when it changed since the last one

@@ -51,6 +51,9 @@ const (
 	TypeAcceptHost       Type = 25
 	TypeSetVIPHolder     Type = 26
 	TypeReportVIPStatus  Type = 27
+	TypeRecordBoot       Type = 28
+	TypeSetMachineBoot   Type = 29
+	TypeAllocateLease    Type = 30
 )
 
 // Version is the payload encoding version written by this code.
@@ -84,6 +87,9 @@ var names = map[Type]string{
 	TypeAcceptHost:       "accept_host",
 	TypeSetVIPHolder:     "set_vip_holder",
 	TypeReportVIPStatus:  "report_vip_status",
+	TypeRecordBoot:       "record_boot",
+	TypeSetMachineBoot:   "set_machine_boot",
+	TypeAllocateLease:    "allocate_lease",
 }
 
 func (t Type) String() string {
@@ -153,6 +159,12 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.SetVIPHolder{}, nil
 	case TypeReportVIPStatus:
 		return &raftcmdv1.ReportVIPStatus{}, nil
+	case TypeRecordBoot:
+		return &raftcmdv1.RecordBoot{}, nil
+	case TypeSetMachineBoot:
+		return &raftcmdv1.SetMachineBoot{}, nil
+	case TypeAllocateLease:
+		return &raftcmdv1.AllocateLease{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

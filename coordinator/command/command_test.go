@@ -77,6 +77,10 @@ var samples = map[command.Type]proto.Message{
 	command.TypeSetVIPHolder: &raftcmdv1.SetVIPHolder{ClusterId: "cls_1", HostId: "host_1", Epoch: 3, Reason: "r", At: 23},
 	command.TypeReportVIPStatus: &raftcmdv1.ReportVIPStatus{ClusterId: "cls_1", HostId: "host_1", Epoch: 3, Holding: true,
 		Ready: true, Released: true, Reason: "apiserver_unready", At: 24},
+	command.TypeRecordBoot:     &raftcmdv1.RecordBoot{Mac: "52:54:00:12:34:56", InfraId: "infra_1", Kind: "boot.script", Detail: "agent", LoopLimit: 5, At: 25},
+	command.TypeSetMachineBoot: &raftcmdv1.SetMachineBoot{Mac: "52:54:00:12:34:56", NextBoot: "disk", DiskExit: "sanboot", At: 26},
+	command.TypeAllocateLease: &raftcmdv1.AllocateLease{Mac: "52:54:00:12:34:56", InfraId: "infra_1", RangeStart: "10.0.0.100",
+		RangeEnd: "10.0.0.200", DurationNs: 3600e9, At: 27},
 	command.TypeIdempotent: &raftcmdv1.Idempotent{Key: "tok_a/k1", Fingerprint: "POST /v1/tokens sha256:ab", At: 13,
 		// A whole inner entry: type byte, version byte, payload (DeleteToken{Id: "tok_b"}).
 		Inner: []byte{byte(command.TypeDeleteToken), command.Version, 0x0a, 0x05, 't', 'o', 'k', '_', 'b'}},
@@ -129,7 +133,7 @@ func TestTypesAreStable(t *testing.T) {
 		"create_cluster": 10, "patch_cluster": 11, "upgrade_cluster": 12, "delete_cluster": 13,
 		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20, "set_host_liveness": 21,
 		"set_cluster_pki": 22, "dispatch_step": 23, "report_step": 24, "accept_host": 25,
-		"set_vip_holder": 26, "report_vip_status": 27,
+		"set_vip_holder": 26, "report_vip_status": 27, "record_boot": 28, "set_machine_boot": 29, "allocate_lease": 30,
 	}
 	got := map[string]uint8{}
 	for _, typ := range knownTypes() {

@@ -51,13 +51,13 @@ func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
 	if _, exists := f.st.Host(p.GetId()); exists {
 		return state.Conflict("host %s already exists", p.GetId())
 	}
-	st := state.HostAvailable
-	if infra.Kind == "baremetal" {
-		st = state.HostDiscovered
-	}
-	h := &state.Host{ID: p.GetId(), InfraID: jt.InfraID, State: st, CreatedAt: at, LastSeen: at, KeyID: m.GetKeyId()}
+	h := &state.Host{ID: p.GetId(), InfraID: jt.InfraID, State: state.HostAvailable, CreatedAt: at, LastSeen: at, KeyID: m.GetKeyId()}
 	inventoryInto(h, p)
+	if infra.Kind == "baremetal" && !infra.AutoAccept.Accepts(h) {
+		h.State = state.HostDiscovered
+	}
 	f.st.PutHost(h)
+	f.linkMachine(h, at)
 	used := *jt
 	used.Uses++
 	f.st.PutJoinToken(&used)

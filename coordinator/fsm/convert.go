@@ -44,6 +44,15 @@ func infraFrom(p *raftcmdv1.Infra) *state.Infra {
 		VIPPool:   p.GetVipPool(),
 		CreatedAt: unixTime(p.GetCreatedAt()),
 	}
+	if a := p.GetAutoAccept(); a != nil {
+		i.AutoAccept = &state.AutoAccept{MACPrefixes: append([]string(nil), a.GetMacPrefixes()...), Serials: append([]string(nil), a.GetSerials()...)}
+		if len(a.GetLabels()) > 0 {
+			i.AutoAccept.Labels = map[string]string{}
+			for k, v := range a.GetLabels() {
+				i.AutoAccept.Labels[k] = v
+			}
+		}
+	}
 	if n := p.GetNetwork(); n != nil {
 		i.Network = &state.Network{CIDR: n.GetCidr(), Gateway: n.GetGateway(), DNS: append([]string(nil), n.GetDns()...), MTU: int(n.GetMtu()),
 			Interface: n.GetInterface()}
@@ -81,6 +90,7 @@ func inventoryInto(h *state.Host, p *raftcmdv1.Host) {
 	h.CPUs = int(p.GetCpus())
 	h.MemoryBytes = p.GetMemoryBytes()
 	h.AgentVersion = p.GetAgentVersion()
+	h.Serial = p.GetSerial()
 	h.Disks = nil
 	for _, d := range p.GetDisks() {
 		h.Disks = append(h.Disks, state.Disk{Name: d.GetName(), SizeBytes: d.GetSizeBytes(), Rotational: d.GetRotational(), Serial: d.GetSerial()})

@@ -121,6 +121,12 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applySetVIPHolder(m)
 	case *raftcmdv1.ReportVIPStatus:
 		return f.applyReportVIPStatus(m)
+	case *raftcmdv1.RecordBoot:
+		return f.applyRecordBoot(m)
+	case *raftcmdv1.SetMachineBoot:
+		return f.applySetMachineBoot(m)
+	case *raftcmdv1.AllocateLease:
+		return f.applyAllocateLease(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

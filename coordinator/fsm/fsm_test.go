@@ -262,8 +262,14 @@ func fill(r *replay) {
 
 	r.ok(command.TypeSetAgentCA, &raftcmdv1.SetAgentCA{CertDer: []byte("ca-cert"), KeyDer: []byte("ca-key"), At: r.at()})
 	// An agent registers with the dc1 join token (10 uses): the host appears and the use counts.
+	// A machine network-boots (a full-mode lease, its script) and its agent registers.
+	r.ok(command.TypeAllocateLease, &raftcmdv1.AllocateLease{Mac: "52:54:00:AA:00:01", InfraId: "infra_dc", RangeStart: "10.20.0.100",
+		RangeEnd: "10.20.0.110", DurationNs: int64(time.Hour), At: r.at()})
+	r.ok(command.TypeRecordBoot, &raftcmdv1.RecordBoot{Mac: "52:54:00:aa:00:01", InfraId: "infra_dc", Kind: "boot.script", Detail: "agent", LoopLimit: 5, At: r.at()})
 	r.ok(command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{JoinTokenId: "jt_dc", At: r.at(),
-		Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc", Hostname: "agent1", Cpus: 4, MemoryBytes: 8 << 30}})
+		Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc", Hostname: "agent1", Cpus: 4, MemoryBytes: 8 << 30,
+			Nics: []*raftcmdv1.NIC{{Name: "eth0", Mac: "52:54:00:aa:00:01", Addresses: []string{"10.20.0.100/24"}, Up: true}}}})
+	r.ok(command.TypeSetMachineBoot, &raftcmdv1.SetMachineBoot{Mac: "52:54:00:aa:00:01", NextBoot: "disk", At: r.at()})
 
 	// Its lease expires, then it comes back: offline and back to available.
 	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: "host_agent1", Online: false, At: r.at()})
@@ -490,6 +496,23 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "VIP status from a worker", typ: command.TypeReportVIPStatus, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.ReportVIPStatus{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Epoch: 1, Ready: true, At: r.at()}
+			}},
+		{name: "boot of a bad MAC", typ: command.TypeRecordBoot, kind: state.KindInvalid, field: "mac",
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RecordBoot{Mac: "52:54:00", InfraId: "infra_dc", Kind: "boot.script", At: r.at()}
+			}},
+		{name: "next boot of an unknown machine", typ: command.TypeSetMachineBoot, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetMachineBoot{Mac: "52:54:00:00:00:01", NextBoot: "disk", At: r.at()}
+			}},
+		{name: "next boot chain without target", typ: command.TypeSetMachineBoot, kind: state.KindInvalid, field: "disk_chain",
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetMachineBoot{Mac: "52:54:00:aa:00:01", NextBoot: "disk", DiskExit: "chain", At: r.at()}
+			}},
+		{name: "lease from an exhausted range", typ: command.TypeAllocateLease, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.AllocateLease{Mac: "52:54:00:aa:00:02", InfraId: "infra_dc", RangeStart: "10.20.0.100", RangeEnd: "10.20.0.100",
+					DurationNs: int64(time.Hour), At: r.at()}
 			}},
 		{name: "liveness of a missing host", typ: command.TypeSetHostLiveness, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

@@ -48,6 +48,9 @@ func tokenOut(t *state.Token) v1.Token {
 
 func infraOut(i *state.Infra) v1.Infra {
 	out := v1.Infra{ID: i.ID, Name: i.Name, Kind: i.Kind, VIPPool: i.VIPPool, CreatedAt: apiTime(i.CreatedAt)}
+	if a := i.AutoAccept; a != nil {
+		out.AutoAccept = &v1.AutoAccept{MACPrefixes: a.MACPrefixes, Serials: a.Serials, Labels: a.Labels}
+	}
 	if n := i.Network; n != nil {
 		out.Network = &v1.Network{CIDR: n.CIDR, Gateway: n.Gateway, DNS: append([]string(nil), n.DNS...), MTU: n.MTU, Interface: n.Interface}
 		for _, b := range n.Bonds {
@@ -80,6 +83,7 @@ func hostOut(h *state.Host) v1.Host {
 		NICs:         []v1.NIC{},
 		Labels:       map[string]string{},
 		AgentVersion: h.AgentVersion,
+		Serial:       h.Serial,
 		ConnectedTo:  h.ConnectedTo,
 		LastSeen:     apiTime(h.LastSeen),
 		CreatedAt:    apiTime(h.CreatedAt),
@@ -100,6 +104,10 @@ func nodeOut(st *state.State, n *state.Node) v1.Node {
 	out := v1.Node{HostID: n.HostID, Role: n.Role, State: n.State, Step: n.Step, CreatedAt: apiTime(n.CreatedAt), UpdatedAt: apiTime(n.UpdatedAt)}
 	if h, ok := st.Host(n.HostID); ok {
 		out.Hostname = h.Hostname
+	}
+	out.APIReady = n.APIReady
+	if c, ok := st.Cluster(n.ClusterID); ok && c.VIP != nil && c.VIP.Holder == n.HostID {
+		out.VIP = &v1.NodeVIP{Address: c.VIP.Address, Epoch: c.VIP.Epoch, Held: c.VIP.Held}
 	}
 	for _, s := range n.Steps {
 		ns := v1.NodeStep{Name: s.Name, State: s.State, Attempt: s.Attempt, Executor: s.Executor, Phase: s.Phase, Reason: s.Reason, Output: s.Output}

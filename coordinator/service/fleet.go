@@ -24,6 +24,9 @@ func (s *Service) CreateInfra(ctx context.Context, req *v1.CreateInfraRequest) (
 	if req.VIPPool != nil {
 		p.VipPool = *req.VIPPool
 	}
+	if a := req.AutoAccept; a != nil {
+		p.AutoAccept = &raftcmdv1.AutoAccept{MacPrefixes: a.MACPrefixes, Serials: a.Serials, Labels: a.Labels}
+	}
 	if n := req.Network; n != nil {
 		p.Network = &raftcmdv1.Network{Cidr: n.CIDR, Gateway: n.Gateway, Dns: n.DNS, Mtu: int32(n.MTU), Interface: n.Interface}
 		for _, b := range n.Bonds {
@@ -265,6 +268,7 @@ type HostRegistration struct {
 	NICs         []v1.NIC
 	Labels       map[string]string
 	AgentVersion string
+	Serial       string
 }
 
 // RegisterHost records a host or refreshes its inventory. It is the write the agent service
@@ -321,7 +325,7 @@ func (s *Service) Ready(ctx context.Context) error {
 func hostMsg(reg HostRegistration) *raftcmdv1.Host {
 	p := &raftcmdv1.Host{
 		Id: reg.ID, InfraId: reg.InfraID, Hostname: reg.Hostname, State: state.HostDiscovered,
-		Cpus: int32(reg.CPUs), MemoryBytes: reg.MemoryBytes, Labels: reg.Labels, AgentVersion: reg.AgentVersion,
+		Cpus: int32(reg.CPUs), MemoryBytes: reg.MemoryBytes, Labels: reg.Labels, AgentVersion: reg.AgentVersion, Serial: reg.Serial,
 	}
 	if reg.Accept {
 		p.State = state.HostAvailable

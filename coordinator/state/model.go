@@ -6,7 +6,10 @@
 // the maps (not the objects) under a short lock and encode them while Apply goes on.
 package state
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Token is an API token; only the SHA-256 of its secret is stored.
 type Token struct {
@@ -60,6 +63,46 @@ type Infra struct {
 	Network   *Network  `json:"network,omitempty"`
 	VIPPool   string    `json:"vip_pool,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// AutoAccept makes matching bare-metal hosts available without an operator.
+	AutoAccept *AutoAccept `json:"auto_accept,omitempty"`
+}
+
+// AutoAccept rules: any one matching accepts the host.
+type AutoAccept struct {
+	MACPrefixes []string          `json:"mac_prefixes,omitempty"`
+	Serials     []string          `json:"serials,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// Accepts tells whether h matches one of the rules: a MAC with one of the prefixes, a
+// serial listed, or every label given (when labels are given).
+func (a *AutoAccept) Accepts(h *Host) bool {
+	if a == nil {
+		return false
+	}
+	for _, nic := range h.NICs {
+		for _, p := range a.MACPrefixes {
+			if p != "" && strings.HasPrefix(strings.ToLower(nic.MAC), strings.ToLower(p)) {
+				return true
+			}
+		}
+	}
+	if h.Serial != "" {
+		for _, s := range a.Serials {
+			if s == h.Serial {
+				return true
+			}
+		}
+	}
+	if len(a.Labels) > 0 {
+		for k, v := range a.Labels {
+			if h.Labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // JoinToken lets agents register hosts into one infra; only its hash is stored.
@@ -112,6 +155,7 @@ type Host struct {
 	NICs         []NIC             `json:"nics,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
 	AgentVersion string            `json:"agent_version,omitempty"`
+	Serial       string            `json:"serial,omitempty"`
 	LastSeen     time.Time         `json:"last_seen"`
 	CreatedAt    time.Time         `json:"created_at"`
 	// OfflineFrom is the state an offline host returns to when its agent is back.

@@ -49,6 +49,8 @@ type State struct {
 
 	idempotency      map[string]*IdempotencyRecord
 	idempotencyOrder []string // keys in the order recorded
+
+	machines map[string]*Machine // by MAC
 }
 
 // New returns an empty state.
@@ -71,6 +73,7 @@ func New() *State {
 		nextEventSeq:    1,
 		members:         map[string]*Member{},
 		idempotency:     map[string]*IdempotencyRecord{},
+		machines:        map[string]*Machine{},
 	}
 }
 

@@ -28,6 +28,8 @@ type Tables struct {
 	// Idempotency is in the order recorded (expiry relies on it).
 	Idempotency []*IdempotencyRecord `json:"idempotency"`
 	AgentCA     *AgentCA             `json:"agent_ca,omitempty"`
+	// Machines are the network-booted machines seen by the boot services.
+	Machines []*Machine `json:"machines,omitempty"`
 }
 
 // Tables returns every table sorted by key. Objects are shared (they are immutable), so
@@ -45,6 +47,7 @@ func (s *State) Tables() *Tables {
 		NextEventSeq: s.nextEventSeq,
 		Members:      s.Members(),
 		AgentCA:      s.agentCA,
+		Machines:     values(s.machines),
 	}
 	for _, k := range s.idempotencyOrder {
 		if r, ok := s.idempotency[k]; ok {
@@ -105,11 +108,14 @@ func FromTables(t *Tables) (*State, error) {
 		s.PutIdempotency(r)
 	}
 	s.agentCA = t.AgentCA
+	for _, m := range t.Machines {
+		s.PutMachine(m)
+	}
 	return s, nil
 }
 
 type keyed interface {
-	*Token | *Infra | *JoinToken | *Host | *Cluster | *Node
+	*Token | *Infra | *JoinToken | *Host | *Cluster | *Node | *Machine
 }
 
 func keyOf(v any) string {
@@ -126,6 +132,8 @@ func keyOf(v any) string {
 		return x.ID
 	case *Node:
 		return x.HostID
+	case *Machine:
+		return x.MAC
 	}
 	return ""
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Require skips the test unless it runs as root with `ip` (iproute2) installed.
@@ -72,7 +73,9 @@ func New(t testing.TB) *NS {
 		t.Fatalf("open namespace %s: %v", name, err)
 	}
 	ns.handle = h
-	nl, err := netlink.NewHandleAt(h)
+	// Routing only: asking for every netlink family also wants xfrm, whose module a
+	// minimal guest kernel (internal/vmtest) does not load.
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatalf("netlink handle in %s: %v", name, err)
 	}

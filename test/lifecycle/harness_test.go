@@ -325,6 +325,29 @@ func (f *fleet) waitStatus(id, status string, timeout time.Duration) *v1.Cluster
 
 // waitGone polls until a deleted cluster answers 404; on timeout it prints its nodes and
 // events.
+// deleteCluster asks for the deletion until an answer is known. DELETE is idempotent, so a
+// 503 "outcome unknown" (leadership moved mid-write, as happens on a loaded machine) is
+// simply asked again.
+func (f *fleet) deleteCluster(id string) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var last error
+	err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		last = f.anyClient().DeleteCluster(ctx, id)
+		switch client.Code(last) {
+		case "", v1.CodeNotFound:
+			return true, nil
+		case v1.CodeUnavailable:
+			return false, nil
+		}
+		return false, last
+	})
+	if err != nil {
+		f.t.Fatalf("delete cluster %s: %v (last answer: %v)", id, err, last)
+	}
+}
+
 func (f *fleet) waitGone(id string, timeout time.Duration) {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

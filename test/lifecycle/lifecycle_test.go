@@ -132,7 +132,7 @@ func TestClusterLifecycle(t *testing.T) {
 	for _, n := range nodes.Items {
 		used = append(used, f.hostByID(n.HostID))
 	}
-	if err := f.c.Client().DeleteCluster(ctx, c.ID); err != nil {
+	if err := f.c.Client().DeleteCluster(ctx, c.ID); err != nil { // no replica is stopped here
 		t.Fatal(err)
 	}
 	f.waitGone(c.ID, 60*time.Second)
@@ -218,7 +218,6 @@ func TestKillsAtEveryStepBoundary(t *testing.T) {
 		{"init", state.RoleInitControlPlane}, {"cni", state.RoleInitControlPlane},
 		{"credentials", state.RoleWorker}, {"join", state.RoleWorker}, {"ready", state.RoleWorker},
 	}
-	ctx := context.Background()
 	for _, kill := range []string{"leader", "agent"} {
 		for _, b := range boundaries {
 			t.Run(kill+"-after-"+b.step, func(t *testing.T) {
@@ -261,9 +260,7 @@ func TestKillsAtEveryStepBoundary(t *testing.T) {
 				if got := total(f.initRuns(t)) - before; got != 1 {
 					t.Errorf("kubeadm init ran %d times for this cluster, want 1\n%s", got, f.eventLog(c.ID))
 				}
-				if err := f.anyClient().DeleteCluster(ctx, c.ID); err != nil {
-					t.Fatal(err)
-				}
+				f.deleteCluster(c.ID)
 				f.waitGone(c.ID, 60*time.Second)
 			})
 		}

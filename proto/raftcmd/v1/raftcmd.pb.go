@@ -405,6 +405,7 @@ type Infra struct {
 	Network       *Network               `protobuf:"bytes,4,opt,name=network,proto3" json:"network,omitempty"`
 	VipPool       string                 `protobuf:"bytes,5,opt,name=vip_pool,json=vipPool,proto3" json:"vip_pool,omitempty"`
 	CreatedAt     int64                  `protobuf:"varint,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	AutoAccept    *AutoAccept            `protobuf:"bytes,7,opt,name=auto_accept,json=autoAccept,proto3" json:"auto_accept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +482,75 @@ func (x *Infra) GetCreatedAt() int64 {
 	return 0
 }
 
+func (x *Infra) GetAutoAccept() *AutoAccept {
+	if x != nil {
+		return x.AutoAccept
+	}
+	return nil
+}
+
+// AutoAccept: a bare-metal host whose agent registers becomes available at once when one of
+// its MACs starts with a prefix, its serial is listed, or it has every label given.
+type AutoAccept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MacPrefixes   []string               `protobuf:"bytes,1,rep,name=mac_prefixes,json=macPrefixes,proto3" json:"mac_prefixes,omitempty"`
+	Serials       []string               `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoAccept) Reset() {
+	*x = AutoAccept{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoAccept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoAccept) ProtoMessage() {}
+
+func (x *AutoAccept) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoAccept.ProtoReflect.Descriptor instead.
+func (*AutoAccept) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AutoAccept) GetMacPrefixes() []string {
+	if x != nil {
+		return x.MacPrefixes
+	}
+	return nil
+}
+
+func (x *AutoAccept) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
+}
+
+func (x *AutoAccept) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 type JoinToken struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -495,7 +565,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +577,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[6]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +590,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{6}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinToken) GetId() string {
@@ -577,7 +647,7 @@ type Disk struct {
 
 func (x *Disk) Reset() {
 	*x = Disk{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +659,7 @@ func (x *Disk) String() string {
 func (*Disk) ProtoMessage() {}
 
 func (x *Disk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[7]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +672,7 @@ func (x *Disk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disk.ProtoReflect.Descriptor instead.
 func (*Disk) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{7}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Disk) GetName() string {
@@ -646,7 +716,7 @@ type NIC struct {
 
 func (x *NIC) Reset() {
 	*x = NIC{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +728,7 @@ func (x *NIC) String() string {
 func (*NIC) ProtoMessage() {}
 
 func (x *NIC) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[8]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +741,7 @@ func (x *NIC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NIC.ProtoReflect.Descriptor instead.
 func (*NIC) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{8}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NIC) GetName() string {
@@ -715,20 +785,22 @@ type Host struct {
 	InfraId  string                 `protobuf:"bytes,2,opt,name=infra_id,json=infraId,proto3" json:"infra_id,omitempty"`
 	Hostname string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// state asked for on first registration: discovered or available.
-	State         string            `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	Cpus          int32             `protobuf:"varint,5,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	MemoryBytes   int64             `protobuf:"varint,6,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Disks         []*Disk           `protobuf:"bytes,7,rep,name=disks,proto3" json:"disks,omitempty"`
-	Nics          []*NIC            `protobuf:"bytes,8,rep,name=nics,proto3" json:"nics,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	AgentVersion  string            `protobuf:"bytes,10,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	State        string            `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Cpus         int32             `protobuf:"varint,5,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	MemoryBytes  int64             `protobuf:"varint,6,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Disks        []*Disk           `protobuf:"bytes,7,rep,name=disks,proto3" json:"disks,omitempty"`
+	Nics         []*NIC            `protobuf:"bytes,8,rep,name=nics,proto3" json:"nics,omitempty"`
+	Labels       map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	AgentVersion string            `protobuf:"bytes,10,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// serial is the machine's (DMI) serial number, for auto-accept rules.
+	Serial        string `protobuf:"bytes,11,opt,name=serial,proto3" json:"serial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +812,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[9]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +825,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{9}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Host) GetId() string {
@@ -826,6 +898,13 @@ func (x *Host) GetAgentVersion() string {
 	return ""
 }
 
+func (x *Host) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
 type Size struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -837,7 +916,7 @@ type Size struct {
 
 func (x *Size) Reset() {
 	*x = Size{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +928,7 @@ func (x *Size) String() string {
 func (*Size) ProtoMessage() {}
 
 func (x *Size) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[10]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +941,7 @@ func (x *Size) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Size.ProtoReflect.Descriptor instead.
 func (*Size) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{10}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Size) GetName() string {
@@ -901,7 +980,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +992,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[11]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1005,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{11}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Cluster) GetId() string {
@@ -989,7 +1068,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1080,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[12]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1093,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{12}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Bootstrap) GetAdminToken() *Token {
@@ -1040,7 +1119,7 @@ type CreateToken struct {
 
 func (x *CreateToken) Reset() {
 	*x = CreateToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1131,7 @@ func (x *CreateToken) String() string {
 func (*CreateToken) ProtoMessage() {}
 
 func (x *CreateToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[13]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1144,7 @@ func (x *CreateToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateToken.ProtoReflect.Descriptor instead.
 func (*CreateToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{13}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateToken) GetToken() *Token {
@@ -1084,7 +1163,7 @@ type DeleteToken struct {
 
 func (x *DeleteToken) Reset() {
 	*x = DeleteToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1175,7 @@ func (x *DeleteToken) String() string {
 func (*DeleteToken) ProtoMessage() {}
 
 func (x *DeleteToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[14]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1188,7 @@ func (x *DeleteToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteToken.ProtoReflect.Descriptor instead.
 func (*DeleteToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{14}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteToken) GetId() string {
@@ -1128,7 +1207,7 @@ type CreateInfra struct {
 
 func (x *CreateInfra) Reset() {
 	*x = CreateInfra{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1219,7 @@ func (x *CreateInfra) String() string {
 func (*CreateInfra) ProtoMessage() {}
 
 func (x *CreateInfra) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[15]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1232,7 @@ func (x *CreateInfra) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInfra.ProtoReflect.Descriptor instead.
 func (*CreateInfra) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{15}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateInfra) GetInfra() *Infra {
@@ -1172,7 +1251,7 @@ type DeleteInfra struct {
 
 func (x *DeleteInfra) Reset() {
 	*x = DeleteInfra{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1263,7 @@ func (x *DeleteInfra) String() string {
 func (*DeleteInfra) ProtoMessage() {}
 
 func (x *DeleteInfra) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[16]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1276,7 @@ func (x *DeleteInfra) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteInfra.ProtoReflect.Descriptor instead.
 func (*DeleteInfra) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{16}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteInfra) GetId() string {
@@ -1216,7 +1295,7 @@ type CreateJoinToken struct {
 
 func (x *CreateJoinToken) Reset() {
 	*x = CreateJoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1307,7 @@ func (x *CreateJoinToken) String() string {
 func (*CreateJoinToken) ProtoMessage() {}
 
 func (x *CreateJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[17]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1320,7 @@ func (x *CreateJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinToken.ProtoReflect.Descriptor instead.
 func (*CreateJoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{17}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateJoinToken) GetJoinToken() *JoinToken {
@@ -1260,7 +1339,7 @@ type DeleteJoinToken struct {
 
 func (x *DeleteJoinToken) Reset() {
 	*x = DeleteJoinToken{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1351,7 @@ func (x *DeleteJoinToken) String() string {
 func (*DeleteJoinToken) ProtoMessage() {}
 
 func (x *DeleteJoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[18]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1364,7 @@ func (x *DeleteJoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJoinToken.ProtoReflect.Descriptor instead.
 func (*DeleteJoinToken) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{18}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteJoinToken) GetId() string {
@@ -1306,7 +1385,7 @@ type RegisterHost struct {
 
 func (x *RegisterHost) Reset() {
 	*x = RegisterHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1397,7 @@ func (x *RegisterHost) String() string {
 func (*RegisterHost) ProtoMessage() {}
 
 func (x *RegisterHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[19]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1410,7 @@ func (x *RegisterHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterHost.ProtoReflect.Descriptor instead.
 func (*RegisterHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{19}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RegisterHost) GetHost() *Host {
@@ -1358,7 +1437,7 @@ type DecommissionHost struct {
 
 func (x *DecommissionHost) Reset() {
 	*x = DecommissionHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1449,7 @@ func (x *DecommissionHost) String() string {
 func (*DecommissionHost) ProtoMessage() {}
 
 func (x *DecommissionHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[20]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1462,7 @@ func (x *DecommissionHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionHost.ProtoReflect.Descriptor instead.
 func (*DecommissionHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{20}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DecommissionHost) GetId() string {
@@ -1413,7 +1492,7 @@ type CreateCluster struct {
 
 func (x *CreateCluster) Reset() {
 	*x = CreateCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1504,7 @@ func (x *CreateCluster) String() string {
 func (*CreateCluster) ProtoMessage() {}
 
 func (x *CreateCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[21]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1517,7 @@ func (x *CreateCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCluster.ProtoReflect.Descriptor instead.
 func (*CreateCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{21}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateCluster) GetCluster() *Cluster {
@@ -1480,7 +1559,7 @@ type PatchCluster struct {
 
 func (x *PatchCluster) Reset() {
 	*x = PatchCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1571,7 @@ func (x *PatchCluster) String() string {
 func (*PatchCluster) ProtoMessage() {}
 
 func (x *PatchCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[22]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1584,7 @@ func (x *PatchCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchCluster.ProtoReflect.Descriptor instead.
 func (*PatchCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{22}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PatchCluster) GetId() string {
@@ -1561,7 +1640,7 @@ type UpgradeCluster struct {
 
 func (x *UpgradeCluster) Reset() {
 	*x = UpgradeCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1652,7 @@ func (x *UpgradeCluster) String() string {
 func (*UpgradeCluster) ProtoMessage() {}
 
 func (x *UpgradeCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[23]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1665,7 @@ func (x *UpgradeCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeCluster.ProtoReflect.Descriptor instead.
 func (*UpgradeCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{23}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpgradeCluster) GetId() string {
@@ -1620,7 +1699,7 @@ type DeleteCluster struct {
 
 func (x *DeleteCluster) Reset() {
 	*x = DeleteCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1711,7 @@ func (x *DeleteCluster) String() string {
 func (*DeleteCluster) ProtoMessage() {}
 
 func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[24]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1724,7 @@ func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCluster.ProtoReflect.Descriptor instead.
 func (*DeleteCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{24}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteCluster) GetId() string {
@@ -1675,7 +1754,7 @@ type SetClusterStatus struct {
 
 func (x *SetClusterStatus) Reset() {
 	*x = SetClusterStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1766,7 @@ func (x *SetClusterStatus) String() string {
 func (*SetClusterStatus) ProtoMessage() {}
 
 func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1779,7 @@ func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStatus.ProtoReflect.Descriptor instead.
 func (*SetClusterStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetClusterStatus) GetId() string {
@@ -1744,7 +1823,7 @@ type SetNodeState struct {
 
 func (x *SetNodeState) Reset() {
 	*x = SetNodeState{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1835,7 @@ func (x *SetNodeState) String() string {
 func (*SetNodeState) ProtoMessage() {}
 
 func (x *SetNodeState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1848,7 @@ func (x *SetNodeState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeState.ProtoReflect.Descriptor instead.
 func (*SetNodeState) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetNodeState) GetHostId() string {
@@ -1813,7 +1892,7 @@ type SetMember struct {
 
 func (x *SetMember) Reset() {
 	*x = SetMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1904,7 @@ func (x *SetMember) String() string {
 func (*SetMember) ProtoMessage() {}
 
 func (x *SetMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1917,7 @@ func (x *SetMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
 func (*SetMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetMember) GetId() string {
@@ -1878,7 +1957,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1969,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1982,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveMember) GetId() string {
@@ -1930,7 +2009,7 @@ type Idempotent struct {
 
 func (x *Idempotent) Reset() {
 	*x = Idempotent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2021,7 @@ func (x *Idempotent) String() string {
 func (*Idempotent) ProtoMessage() {}
 
 func (x *Idempotent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2034,7 @@ func (x *Idempotent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Idempotent.ProtoReflect.Descriptor instead.
 func (*Idempotent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Idempotent) GetKey() string {
@@ -1998,7 +2077,7 @@ type SetAgentCA struct {
 
 func (x *SetAgentCA) Reset() {
 	*x = SetAgentCA{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2089,7 @@ func (x *SetAgentCA) String() string {
 func (*SetAgentCA) ProtoMessage() {}
 
 func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2102,7 @@ func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentCA.ProtoReflect.Descriptor instead.
 func (*SetAgentCA) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetAgentCA) GetCertDer() []byte {
@@ -2064,7 +2143,7 @@ type RegisterAgent struct {
 
 func (x *RegisterAgent) Reset() {
 	*x = RegisterAgent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2155,7 @@ func (x *RegisterAgent) String() string {
 func (*RegisterAgent) ProtoMessage() {}
 
 func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2168,7 @@ func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgent.ProtoReflect.Descriptor instead.
 func (*RegisterAgent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterAgent) GetHost() *Host {
@@ -2137,7 +2216,7 @@ type SetHostLiveness struct {
 
 func (x *SetHostLiveness) Reset() {
 	*x = SetHostLiveness{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2228,7 @@ func (x *SetHostLiveness) String() string {
 func (*SetHostLiveness) ProtoMessage() {}
 
 func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2241,7 @@ func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostLiveness.ProtoReflect.Descriptor instead.
 func (*SetHostLiveness) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetHostLiveness) GetHostId() string {
@@ -2222,7 +2301,7 @@ type SetClusterPKI struct {
 
 func (x *SetClusterPKI) Reset() {
 	*x = SetClusterPKI{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2313,7 @@ func (x *SetClusterPKI) String() string {
 func (*SetClusterPKI) ProtoMessage() {}
 
 func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2326,7 @@ func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterPKI.ProtoReflect.Descriptor instead.
 func (*SetClusterPKI) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetClusterPKI) GetClusterId() string {
@@ -2340,7 +2419,7 @@ type JoinCred struct {
 
 func (x *JoinCred) Reset() {
 	*x = JoinCred{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2431,7 @@ func (x *JoinCred) String() string {
 func (*JoinCred) ProtoMessage() {}
 
 func (x *JoinCred) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2444,7 @@ func (x *JoinCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinCred.ProtoReflect.Descriptor instead.
 func (*JoinCred) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JoinCred) GetTokenSealed() []byte {
@@ -2408,7 +2487,7 @@ type DispatchStep struct {
 
 func (x *DispatchStep) Reset() {
 	*x = DispatchStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2499,7 @@ func (x *DispatchStep) String() string {
 func (*DispatchStep) ProtoMessage() {}
 
 func (x *DispatchStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2512,7 @@ func (x *DispatchStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchStep.ProtoReflect.Descriptor instead.
 func (*DispatchStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{35}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DispatchStep) GetHostId() string {
@@ -2497,7 +2576,7 @@ type ReportStep struct {
 
 func (x *ReportStep) Reset() {
 	*x = ReportStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2588,7 @@ func (x *ReportStep) String() string {
 func (*ReportStep) ProtoMessage() {}
 
 func (x *ReportStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2601,7 @@ func (x *ReportStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStep.ProtoReflect.Descriptor instead.
 func (*ReportStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{36}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReportStep) GetReporter() string {
@@ -2587,7 +2666,7 @@ type AcceptHost struct {
 
 func (x *AcceptHost) Reset() {
 	*x = AcceptHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2678,7 @@ func (x *AcceptHost) String() string {
 func (*AcceptHost) ProtoMessage() {}
 
 func (x *AcceptHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2691,7 @@ func (x *AcceptHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptHost.ProtoReflect.Descriptor instead.
 func (*AcceptHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{37}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AcceptHost) GetId() string {
@@ -2644,7 +2723,7 @@ type SetVIPHolder struct {
 
 func (x *SetVIPHolder) Reset() {
 	*x = SetVIPHolder{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2735,7 @@ func (x *SetVIPHolder) String() string {
 func (*SetVIPHolder) ProtoMessage() {}
 
 func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2748,7 @@ func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVIPHolder.ProtoReflect.Descriptor instead.
 func (*SetVIPHolder) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{38}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetVIPHolder) GetClusterId() string {
@@ -2725,7 +2804,7 @@ type ReportVIPStatus struct {
 
 func (x *ReportVIPStatus) Reset() {
 	*x = ReportVIPStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +2816,7 @@ func (x *ReportVIPStatus) String() string {
 func (*ReportVIPStatus) ProtoMessage() {}
 
 func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +2829,7 @@ func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVIPStatus.ProtoReflect.Descriptor instead.
 func (*ReportVIPStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReportVIPStatus) GetClusterId() string {
@@ -2809,6 +2888,258 @@ func (x *ReportVIPStatus) GetAt() int64 {
 	return 0
 }
 
+// RecordBoot adds a step to a network-booted machine's boot history (created on first
+// sight, in infra_id). kind "boot.script" starts a boot: it counts towards the boot-loop
+// limit (loop_limit boots without progress make the machine error).
+type RecordBoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	InfraId       string                 `protobuf:"bytes,2,opt,name=infra_id,json=infraId,proto3" json:"infra_id,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	LoopLimit     int32                  `protobuf:"varint,5,opt,name=loop_limit,json=loopLimit,proto3" json:"loop_limit,omitempty"`
+	At            int64                  `protobuf:"varint,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordBoot) Reset() {
+	*x = RecordBoot{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordBoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordBoot) ProtoMessage() {}
+
+func (x *RecordBoot) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordBoot.ProtoReflect.Descriptor instead.
+func (*RecordBoot) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RecordBoot) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *RecordBoot) GetInfraId() string {
+	if x != nil {
+		return x.InfraId
+	}
+	return ""
+}
+
+func (x *RecordBoot) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RecordBoot) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *RecordBoot) GetLoopLimit() int32 {
+	if x != nil {
+		return x.LoopLimit
+	}
+	return 0
+}
+
+func (x *RecordBoot) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// SetMachineBoot is an operator's choice of a machine's next boot (agent or disk, with the
+// disk exit); it also clears a boot-loop error.
+type SetMachineBoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	NextBoot      string                 `protobuf:"bytes,2,opt,name=next_boot,json=nextBoot,proto3" json:"next_boot,omitempty"`
+	DiskExit      string                 `protobuf:"bytes,3,opt,name=disk_exit,json=diskExit,proto3" json:"disk_exit,omitempty"`
+	DiskChain     string                 `protobuf:"bytes,4,opt,name=disk_chain,json=diskChain,proto3" json:"disk_chain,omitempty"`
+	At            int64                  `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMachineBoot) Reset() {
+	*x = SetMachineBoot{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMachineBoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMachineBoot) ProtoMessage() {}
+
+func (x *SetMachineBoot) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMachineBoot.ProtoReflect.Descriptor instead.
+func (*SetMachineBoot) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetMachineBoot) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *SetMachineBoot) GetNextBoot() string {
+	if x != nil {
+		return x.NextBoot
+	}
+	return ""
+}
+
+func (x *SetMachineBoot) GetDiskExit() string {
+	if x != nil {
+		return x.DiskExit
+	}
+	return ""
+}
+
+func (x *SetMachineBoot) GetDiskChain() string {
+	if x != nil {
+		return x.DiskChain
+	}
+	return ""
+}
+
+func (x *SetMachineBoot) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+// AllocateLease gives a machine a full-mode DHCP address from [range_start, range_end]:
+// its current one while it is still in the range, else the lowest free one. The state
+// machine picks it, so every replica agrees.
+type AllocateLease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	InfraId       string                 `protobuf:"bytes,2,opt,name=infra_id,json=infraId,proto3" json:"infra_id,omitempty"`
+	RangeStart    string                 `protobuf:"bytes,3,opt,name=range_start,json=rangeStart,proto3" json:"range_start,omitempty"`
+	RangeEnd      string                 `protobuf:"bytes,4,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	DurationNs    int64                  `protobuf:"varint,5,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
+	At            int64                  `protobuf:"varint,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateLease) Reset() {
+	*x = AllocateLease{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateLease) ProtoMessage() {}
+
+func (x *AllocateLease) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateLease.ProtoReflect.Descriptor instead.
+func (*AllocateLease) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AllocateLease) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *AllocateLease) GetInfraId() string {
+	if x != nil {
+		return x.InfraId
+	}
+	return ""
+}
+
+func (x *AllocateLease) GetRangeStart() string {
+	if x != nil {
+		return x.RangeStart
+	}
+	return ""
+}
+
+func (x *AllocateLease) GetRangeEnd() string {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return ""
+}
+
+func (x *AllocateLease) GetDurationNs() int64 {
+	if x != nil {
+		return x.DurationNs
+	}
+	return 0
+}
+
+func (x *AllocateLease) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -2848,7 +3179,7 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"interfaces\x18\x02 \x03(\tR\n" +
-	"interfaces\"\xb1\x01\n" +
+	"interfaces\"\xf3\x01\n" +
 	"\x05Infra\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2856,7 +3187,17 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\anetwork\x18\x04 \x01(\v2\x1c.deployme.raftcmd.v1.NetworkR\anetwork\x12\x19\n" +
 	"\bvip_pool\x18\x05 \x01(\tR\avipPool\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\x03R\tcreatedAt\"\xa3\x01\n" +
+	"created_at\x18\x06 \x01(\x03R\tcreatedAt\x12@\n" +
+	"\vauto_accept\x18\a \x01(\v2\x1f.deployme.raftcmd.v1.AutoAcceptR\n" +
+	"autoAccept\"\xc9\x01\n" +
+	"\n" +
+	"AutoAccept\x12!\n" +
+	"\fmac_prefixes\x18\x01 \x03(\tR\vmacPrefixes\x12\x18\n" +
+	"\aserials\x18\x02 \x03(\tR\aserials\x12C\n" +
+	"\x06labels\x18\x03 \x03(\v2+.deployme.raftcmd.v1.AutoAccept.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x01\n" +
 	"\tJoinToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\binfra_id\x18\x02 \x01(\tR\ainfraId\x12\x12\n" +
@@ -2880,7 +3221,7 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\n" +
 	"speed_mbps\x18\x03 \x01(\x05R\tspeedMbps\x12\x1c\n" +
 	"\taddresses\x18\x04 \x03(\tR\taddresses\x12\x0e\n" +
-	"\x02up\x18\x05 \x01(\bR\x02up\"\x98\x03\n" +
+	"\x02up\x18\x05 \x01(\bR\x02up\"\xb0\x03\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\binfra_id\x18\x02 \x01(\tR\ainfraId\x12\x1a\n" +
@@ -2892,7 +3233,8 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x04nics\x18\b \x03(\v2\x18.deployme.raftcmd.v1.NICR\x04nics\x12=\n" +
 	"\x06labels\x18\t \x03(\v2%.deployme.raftcmd.v1.Host.LabelsEntryR\x06labels\x12#\n" +
 	"\ragent_version\x18\n" +
-	" \x01(\tR\fagentVersion\x1a9\n" +
+	" \x01(\tR\fagentVersion\x12\x16\n" +
+	"\x06serial\x18\v \x01(\tR\x06serial\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
@@ -3050,7 +3392,32 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x05ready\x18\x05 \x01(\bR\x05ready\x12\x1a\n" +
 	"\breleased\x18\x06 \x01(\bR\breleased\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x0e\n" +
-	"\x02at\x18\b \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\b \x01(\x03R\x02at\"\x94\x01\n" +
+	"\n" +
+	"RecordBoot\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x19\n" +
+	"\binfra_id\x18\x02 \x01(\tR\ainfraId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x1d\n" +
+	"\n" +
+	"loop_limit\x18\x05 \x01(\x05R\tloopLimit\x12\x0e\n" +
+	"\x02at\x18\x06 \x01(\x03R\x02at\"\x8b\x01\n" +
+	"\x0eSetMachineBoot\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x1b\n" +
+	"\tnext_boot\x18\x02 \x01(\tR\bnextBoot\x12\x1b\n" +
+	"\tdisk_exit\x18\x03 \x01(\tR\bdiskExit\x12\x1d\n" +
+	"\n" +
+	"disk_chain\x18\x04 \x01(\tR\tdiskChain\x12\x0e\n" +
+	"\x02at\x18\x05 \x01(\x03R\x02at\"\xab\x01\n" +
+	"\rAllocateLease\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x19\n" +
+	"\binfra_id\x18\x02 \x01(\tR\ainfraId\x12\x1f\n" +
+	"\vrange_start\x18\x03 \x01(\tR\n" +
+	"rangeStart\x12\x1b\n" +
+	"\trange_end\x18\x04 \x01(\tR\brangeEnd\x12\x1f\n" +
+	"\vduration_ns\x18\x05 \x01(\x03R\n" +
+	"durationNs\x12\x0e\n" +
+	"\x02at\x18\x06 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -3064,7 +3431,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -3072,68 +3439,75 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*NetworkVLAN)(nil),      // 3: deployme.raftcmd.v1.NetworkVLAN
 	(*NetworkBridge)(nil),    // 4: deployme.raftcmd.v1.NetworkBridge
 	(*Infra)(nil),            // 5: deployme.raftcmd.v1.Infra
-	(*JoinToken)(nil),        // 6: deployme.raftcmd.v1.JoinToken
-	(*Disk)(nil),             // 7: deployme.raftcmd.v1.Disk
-	(*NIC)(nil),              // 8: deployme.raftcmd.v1.NIC
-	(*Host)(nil),             // 9: deployme.raftcmd.v1.Host
-	(*Size)(nil),             // 10: deployme.raftcmd.v1.Size
-	(*Cluster)(nil),          // 11: deployme.raftcmd.v1.Cluster
-	(*Bootstrap)(nil),        // 12: deployme.raftcmd.v1.Bootstrap
-	(*CreateToken)(nil),      // 13: deployme.raftcmd.v1.CreateToken
-	(*DeleteToken)(nil),      // 14: deployme.raftcmd.v1.DeleteToken
-	(*CreateInfra)(nil),      // 15: deployme.raftcmd.v1.CreateInfra
-	(*DeleteInfra)(nil),      // 16: deployme.raftcmd.v1.DeleteInfra
-	(*CreateJoinToken)(nil),  // 17: deployme.raftcmd.v1.CreateJoinToken
-	(*DeleteJoinToken)(nil),  // 18: deployme.raftcmd.v1.DeleteJoinToken
-	(*RegisterHost)(nil),     // 19: deployme.raftcmd.v1.RegisterHost
-	(*DecommissionHost)(nil), // 20: deployme.raftcmd.v1.DecommissionHost
-	(*CreateCluster)(nil),    // 21: deployme.raftcmd.v1.CreateCluster
-	(*PatchCluster)(nil),     // 22: deployme.raftcmd.v1.PatchCluster
-	(*UpgradeCluster)(nil),   // 23: deployme.raftcmd.v1.UpgradeCluster
-	(*DeleteCluster)(nil),    // 24: deployme.raftcmd.v1.DeleteCluster
-	(*SetClusterStatus)(nil), // 25: deployme.raftcmd.v1.SetClusterStatus
-	(*SetNodeState)(nil),     // 26: deployme.raftcmd.v1.SetNodeState
-	(*SetMember)(nil),        // 27: deployme.raftcmd.v1.SetMember
-	(*RemoveMember)(nil),     // 28: deployme.raftcmd.v1.RemoveMember
-	(*Idempotent)(nil),       // 29: deployme.raftcmd.v1.Idempotent
-	(*SetAgentCA)(nil),       // 30: deployme.raftcmd.v1.SetAgentCA
-	(*RegisterAgent)(nil),    // 31: deployme.raftcmd.v1.RegisterAgent
-	(*SetHostLiveness)(nil),  // 32: deployme.raftcmd.v1.SetHostLiveness
-	(*SetClusterPKI)(nil),    // 33: deployme.raftcmd.v1.SetClusterPKI
-	(*JoinCred)(nil),         // 34: deployme.raftcmd.v1.JoinCred
-	(*DispatchStep)(nil),     // 35: deployme.raftcmd.v1.DispatchStep
-	(*ReportStep)(nil),       // 36: deployme.raftcmd.v1.ReportStep
-	(*AcceptHost)(nil),       // 37: deployme.raftcmd.v1.AcceptHost
-	(*SetVIPHolder)(nil),     // 38: deployme.raftcmd.v1.SetVIPHolder
-	(*ReportVIPStatus)(nil),  // 39: deployme.raftcmd.v1.ReportVIPStatus
-	nil,                      // 40: deployme.raftcmd.v1.Host.LabelsEntry
+	(*AutoAccept)(nil),       // 6: deployme.raftcmd.v1.AutoAccept
+	(*JoinToken)(nil),        // 7: deployme.raftcmd.v1.JoinToken
+	(*Disk)(nil),             // 8: deployme.raftcmd.v1.Disk
+	(*NIC)(nil),              // 9: deployme.raftcmd.v1.NIC
+	(*Host)(nil),             // 10: deployme.raftcmd.v1.Host
+	(*Size)(nil),             // 11: deployme.raftcmd.v1.Size
+	(*Cluster)(nil),          // 12: deployme.raftcmd.v1.Cluster
+	(*Bootstrap)(nil),        // 13: deployme.raftcmd.v1.Bootstrap
+	(*CreateToken)(nil),      // 14: deployme.raftcmd.v1.CreateToken
+	(*DeleteToken)(nil),      // 15: deployme.raftcmd.v1.DeleteToken
+	(*CreateInfra)(nil),      // 16: deployme.raftcmd.v1.CreateInfra
+	(*DeleteInfra)(nil),      // 17: deployme.raftcmd.v1.DeleteInfra
+	(*CreateJoinToken)(nil),  // 18: deployme.raftcmd.v1.CreateJoinToken
+	(*DeleteJoinToken)(nil),  // 19: deployme.raftcmd.v1.DeleteJoinToken
+	(*RegisterHost)(nil),     // 20: deployme.raftcmd.v1.RegisterHost
+	(*DecommissionHost)(nil), // 21: deployme.raftcmd.v1.DecommissionHost
+	(*CreateCluster)(nil),    // 22: deployme.raftcmd.v1.CreateCluster
+	(*PatchCluster)(nil),     // 23: deployme.raftcmd.v1.PatchCluster
+	(*UpgradeCluster)(nil),   // 24: deployme.raftcmd.v1.UpgradeCluster
+	(*DeleteCluster)(nil),    // 25: deployme.raftcmd.v1.DeleteCluster
+	(*SetClusterStatus)(nil), // 26: deployme.raftcmd.v1.SetClusterStatus
+	(*SetNodeState)(nil),     // 27: deployme.raftcmd.v1.SetNodeState
+	(*SetMember)(nil),        // 28: deployme.raftcmd.v1.SetMember
+	(*RemoveMember)(nil),     // 29: deployme.raftcmd.v1.RemoveMember
+	(*Idempotent)(nil),       // 30: deployme.raftcmd.v1.Idempotent
+	(*SetAgentCA)(nil),       // 31: deployme.raftcmd.v1.SetAgentCA
+	(*RegisterAgent)(nil),    // 32: deployme.raftcmd.v1.RegisterAgent
+	(*SetHostLiveness)(nil),  // 33: deployme.raftcmd.v1.SetHostLiveness
+	(*SetClusterPKI)(nil),    // 34: deployme.raftcmd.v1.SetClusterPKI
+	(*JoinCred)(nil),         // 35: deployme.raftcmd.v1.JoinCred
+	(*DispatchStep)(nil),     // 36: deployme.raftcmd.v1.DispatchStep
+	(*ReportStep)(nil),       // 37: deployme.raftcmd.v1.ReportStep
+	(*AcceptHost)(nil),       // 38: deployme.raftcmd.v1.AcceptHost
+	(*SetVIPHolder)(nil),     // 39: deployme.raftcmd.v1.SetVIPHolder
+	(*ReportVIPStatus)(nil),  // 40: deployme.raftcmd.v1.ReportVIPStatus
+	(*RecordBoot)(nil),       // 41: deployme.raftcmd.v1.RecordBoot
+	(*SetMachineBoot)(nil),   // 42: deployme.raftcmd.v1.SetMachineBoot
+	(*AllocateLease)(nil),    // 43: deployme.raftcmd.v1.AllocateLease
+	nil,                      // 44: deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	nil,                      // 45: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	2,  // 0: deployme.raftcmd.v1.Network.bonds:type_name -> deployme.raftcmd.v1.NetworkBond
 	3,  // 1: deployme.raftcmd.v1.Network.vlans:type_name -> deployme.raftcmd.v1.NetworkVLAN
 	4,  // 2: deployme.raftcmd.v1.Network.bridges:type_name -> deployme.raftcmd.v1.NetworkBridge
 	1,  // 3: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
-	7,  // 4: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
-	8,  // 5: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	40, // 6: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
-	0,  // 7: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
-	5,  // 8: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
-	0,  // 9: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
-	5,  // 10: deployme.raftcmd.v1.CreateInfra.infra:type_name -> deployme.raftcmd.v1.Infra
-	6,  // 11: deployme.raftcmd.v1.CreateJoinToken.join_token:type_name -> deployme.raftcmd.v1.JoinToken
-	9,  // 12: deployme.raftcmd.v1.RegisterHost.host:type_name -> deployme.raftcmd.v1.Host
-	11, // 13: deployme.raftcmd.v1.CreateCluster.cluster:type_name -> deployme.raftcmd.v1.Cluster
-	10, // 14: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
-	10, // 15: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
-	10, // 16: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
-	10, // 17: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
-	9,  // 18: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
-	34, // 19: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	6,  // 4: deployme.raftcmd.v1.Infra.auto_accept:type_name -> deployme.raftcmd.v1.AutoAccept
+	44, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	8,  // 6: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
+	9,  // 7: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
+	45, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	0,  // 9: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
+	5,  // 10: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
+	0,  // 11: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
+	5,  // 12: deployme.raftcmd.v1.CreateInfra.infra:type_name -> deployme.raftcmd.v1.Infra
+	7,  // 13: deployme.raftcmd.v1.CreateJoinToken.join_token:type_name -> deployme.raftcmd.v1.JoinToken
+	10, // 14: deployme.raftcmd.v1.RegisterHost.host:type_name -> deployme.raftcmd.v1.Host
+	12, // 15: deployme.raftcmd.v1.CreateCluster.cluster:type_name -> deployme.raftcmd.v1.Cluster
+	11, // 16: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
+	11, // 17: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
+	11, // 18: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
+	11, // 19: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
+	10, // 20: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
+	35, // 21: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -3141,14 +3515,14 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 	if File_raftcmd_v1_raftcmd_proto != nil {
 		return
 	}
-	file_raftcmd_v1_raftcmd_proto_msgTypes[22].OneofWrappers = []any{}
+	file_raftcmd_v1_raftcmd_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
