@@ -20,4 +20,22 @@ const (
 	Component    = "component"
 	DataDir      = "data_dir"
 	SnapshotSize = "snapshot_size"
+	Epoch        = "epoch"
+	HighestEpoch = "highest_epoch"
+	Holder       = "holder"
+	Link         = "link"
+	Label        = "label"
+	// DHCP (pxe/dhcp).
+	MAC      = "mac"
+	XID      = "xid"
+	MsgType  = "msg_type"
+	Arch     = "arch"
+	BootFile = "boot_file"
+	IP       = "ip"
+	Mode     = "mode"
+	// Boot files (pxe/tftp, pxe/httpboot).
+	Bytes       = "bytes"
+	Result      = "result"
+	TFTPOptions = "tftp_options"
+	BootNext    = "boot_next"
 )
