@@ -270,7 +270,18 @@ func TestContract(t *testing.T) {
 	}
 	agentSum := sha256.Sum256(agentBin)
 	agentHex := hex.EncodeToString(agentSum[:])
-	c := clustertest.Start(t, clustertest.Options{Configure: func(cfg *server.Config) { cfg.AgentBinary = agentPath }})
+	// Network boot on, without DHCP or TFTP (no boot segment here): the /boot/ routes and
+	// the machines a script request records.
+	assets := t.TempDir()
+	for name, content := range map[string]string{"vmlinuz": "kernel image", "initrd.img": "initrd image"} {
+		if err := os.WriteFile(filepath.Join(assets, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := clustertest.Start(t, clustertest.Options{Configure: func(cfg *server.Config) {
+		cfg.AgentBinary = agentPath
+		cfg.PXE.Enabled, cfg.PXE.InfraID, cfg.PXE.Assets, cfg.PXE.DHCPMode, cfg.PXE.TFTPAddr = true, "rack-bm", assets, "off", ""
+	}})
 	v := apitest.NewValidator(t)
 	a := newCaller(c, v)
 	hosts := c.AddHosts(6, clustertest.HostSpec{})
@@ -413,6 +424,37 @@ func TestContract(t *testing.T) {
 		{name: "get missing host", method: "GET", path: "/v1/hosts/host_missing", token: "admin", want: 404, code: "not_found"},
 		{name: "decommission host", method: "DELETE", path: "/v1/hosts/{spare}", token: "admin", want: 204},
 		{name: "decommission missing host", method: "DELETE", path: "/v1/hosts/host_missing", token: "admin", want: 404, code: "not_found"},
+		// Network boot: iPXE fetches its script and the image without a token; the script
+		// request records the machine.
+		{name: "boot script", method: "GET", path: "/boot/ipxe?mac=52:54:00:12:34:56", want: 200, check: func(t *testing.T, r response) {
+			if !strings.HasPrefix(string(r.body), "#!ipxe") || !strings.Contains(string(r.body), "deployme.join_token=") {
+				t.Errorf("script:\n%s", r.body)
+			}
+		}},
+		{name: "boot kernel", method: "GET", path: "/boot/vmlinuz", want: 200},
+		{name: "boot kernel headers", method: "HEAD", path: "/boot/initrd.img", want: 200},
+		{name: "boot unknown file", method: "GET", path: "/boot/passwd", want: 404, code: "not_found"},
+		{name: "machines", method: "GET", path: "/v1/machines", token: "admin", want: 200},
+		{name: "machines of an infra", method: "GET", path: "/v1/machines?infra_id=infra_nope", token: "admin", want: 200},
+		{name: "machine", before: func(t *testing.T) {
+			waitUntil(t, func() bool {
+				m, err := c.Client().GetMachine(context.Background(), "52:54:00:12:34:56")
+				return err == nil && len(m.History) > 0
+			})
+		}, method: "GET", path: "/v1/machines/52:54:00:12:34:56", token: "admin", want: 200, check: wantField([]string{"next_boot"}, "agent")},
+		{name: "machine not a MAC", method: "GET", path: "/v1/machines/zz", token: "admin", want: 404, code: "not_found"},
+		{name: "machine unknown", method: "GET", path: "/v1/machines/52:54:00:00:00:01", token: "admin", want: 404, code: "not_found"},
+		{name: "machine next boot as a reader", method: "PATCH", path: "/v1/machines/52:54:00:12:34:56", token: "read", body: `{"next_boot":"disk"}`, want: 403, code: "forbidden"},
+		{name: "machine next boot unknown value", method: "PATCH", path: "/v1/machines/52:54:00:12:34:56", token: "admin", body: `{"next_boot":"floppy"}`, want: 400, code: "invalid_request", field: "next_boot"},
+		{name: "machine chain without target", method: "PATCH", path: "/v1/machines/52:54:00:12:34:56", token: "admin", body: `{"next_boot":"disk","disk_exit":"chain"}`, want: 400, code: "invalid_request", field: "disk_chain"},
+		{name: "machine chain target with a space", method: "PATCH", path: "/v1/machines/52:54:00:12:34:56", token: "admin", body: `{"next_boot":"disk","disk_exit":"chain","disk_chain":"http://x/a b"}`, want: 400, code: "invalid_request", field: "disk_chain"},
+		{name: "machine next boot disk", method: "PATCH", path: "/v1/machines/52:54:00:12:34:56", token: "admin", body: `{"next_boot":"disk","disk_exit":"sanboot"}`, want: 200, check: wantField([]string{"next_boot"}, "disk")},
+		{name: "boot script of an installed machine", method: "GET", path: "/boot/ipxe?mac=52:54:00:12:34:56", want: 200, check: func(t *testing.T, r response) {
+			if !strings.Contains(string(r.body), "sanboot") || strings.Contains(string(r.body), "join_token") {
+				t.Errorf("script of a disk boot:\n%s", r.body)
+			}
+		}},
+
 		{name: "accept host as a reader", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "read", want: 403, code: "forbidden"},
 		{name: "accept host with a parameter", method: "POST", path: "/v1/hosts/{discovered}/accept?force=1", token: "admin", want: 400, code: "invalid_request", field: "force"},
 		{name: "accept host", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "admin", want: 200, check: wantField([]string{"state"}, "available")},
@@ -868,4 +910,16 @@ func TestContractRetriesAndStaleReads(t *testing.T) {
 		{name: "delete again without the key", method: "DELETE", path: "/v1/clusters/{cluster}", token: "admin", want: 404, code: "not_found"},
 	}
 	runSteps(t, a, vars, steps)
+}
+
+// waitUntil polls cond for up to 10 s (an asynchronous write landing).
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -318,3 +318,25 @@ func (c *Client) Members(ctx context.Context) (*v1.MemberList, error) {
 	var out v1.MemberList
 	return &out, c.call(ctx, http.MethodGet, "/v1/coordinator/members", nil, &out)
 }
+
+// ListMachines lists network-booted machines (of one infra when infraID is not empty).
+func (c *Client) ListMachines(ctx context.Context, infraID string) (*v1.MachineList, error) {
+	path := "/v1/machines"
+	if infraID != "" {
+		path += "?infra_id=" + url.QueryEscape(infraID)
+	}
+	var out v1.MachineList
+	return &out, c.call(ctx, http.MethodGet, path, nil, &out)
+}
+
+// GetMachine returns a machine and its boot history.
+func (c *Client) GetMachine(ctx context.Context, mac string) (*v1.Machine, error) {
+	var out v1.Machine
+	return &out, c.call(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac), nil, &out)
+}
+
+// SetMachineBoot sets a machine's next boot.
+func (c *Client) SetMachineBoot(ctx context.Context, mac string, req v1.SetMachineBootRequest) (*v1.Machine, error) {
+	var out v1.Machine
+	return &out, c.call(ctx, http.MethodPatch, "/v1/machines/"+url.PathEscape(mac), req, &out)
+}

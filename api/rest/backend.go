@@ -70,6 +70,12 @@ type Backend interface {
 	// AcceptHost makes a discovered host available to clusters; an accepted one is returned
 	// as it is.
 	AcceptHost(ctx context.Context, id string) (*v1.Host, error)
+	// ListMachines lists network-booted machines (of one infra when infraID is set).
+	ListMachines(ctx context.Context, infraID string) (*v1.MachineList, error)
+	// GetMachine returns one machine with its boot history.
+	GetMachine(ctx context.Context, mac string) (*v1.Machine, error)
+	// SetMachineBoot sets a machine's next boot (validated).
+	SetMachineBoot(ctx context.Context, mac string, req *v1.SetMachineBootRequest) (*v1.Machine, error)
 
 	ListMembers(ctx context.Context) (*v1.MemberList, error)
 	AddMember(ctx context.Context, req *v1.AddMemberRequest) (*v1.Member, error)

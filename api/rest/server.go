@@ -37,6 +37,9 @@ type Config struct {
 	Stopping context.Context
 	// Installer serves /install.sh and the agent binary; nil answers 503 there.
 	Installer Installer
+	// Boot serves /boot/ (iPXE scripts, kernel, initrd) when network boot is on; nil
+	// answers 404 there.
+	Boot http.Handler
 }
 
 // DefaultConfig returns the defaults.
@@ -130,6 +133,13 @@ func (h *Handler) table() []route {
 		{"GET", "/install.sh", anonymous, h.installScript},
 		{"GET", "/v1/agent/download", anonymous, h.agentDownload},
 		{"GET", "/v1/agent/download.sha256", anonymous, h.agentChecksum},
+		// Machines booting from the network have no token at all.
+		{"GET", "/boot/{file}", public, h.boot},
+		{"HEAD", "/boot/{file}", public, h.boot},
+
+		{"GET", "/v1/machines", globalRead, h.listMachines},
+		{"GET", "/v1/machines/{mac}", globalRead, h.getMachine},
+		{"PATCH", "/v1/machines/{mac}", adminOnly, h.setMachineBoot},
 
 		{"GET", "/v1/clusters", clusterRead, h.listClusters},
 		{"POST", "/v1/clusters", clusterWrite, h.createCluster},

@@ -361,3 +361,45 @@ type MemberList struct {
 	Items    []Member `json:"items"`
 	LeaderID string   `json:"leader_id"`
 }
+
+// Machine is a network-booted machine as the boot services saw it (by the MAC it boots from).
+type Machine struct {
+	MAC     string `json:"mac"`
+	InfraID string `json:"infra_id"`
+	// HostID is the host its agent registered as, once it did.
+	HostID string `json:"host_id,omitempty"`
+	// NextBoot is agent (the live image) or disk; DiskExit says how the script leaves the
+	// network boot: exit, sanboot or chain (to DiskChain).
+	NextBoot  string `json:"next_boot"`
+	DiskExit  string `json:"disk_exit,omitempty"`
+	DiskChain string `json:"disk_chain,omitempty"`
+	// Boots counts network boots since the last progress; State is booting, registered or
+	// error (a boot loop, with Reason).
+	Boots     int         `json:"boots"`
+	State     string      `json:"state"`
+	Reason    string      `json:"reason,omitempty"`
+	LeaseIP   string      `json:"lease_ip,omitempty"`
+	FirstSeen time.Time   `json:"first_seen"`
+	LastSeen  time.Time   `json:"last_seen"`
+	History   []BootEvent `json:"history"`
+}
+
+// BootEvent is one step of a machine's boot: dhcp.offer, tftp.sent, boot.script,
+// boot.kernel, boot.initrd, agent.registered, boot.next, boot.loop.
+type BootEvent struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// MachineList is the body of GET /v1/machines.
+type MachineList struct {
+	Items []Machine `json:"items"`
+}
+
+// SetMachineBootRequest is the body of PATCH /v1/machines/{mac}.
+type SetMachineBootRequest struct {
+	NextBoot  *string `json:"next_boot"`
+	DiskExit  *string `json:"disk_exit,omitempty"`
+	DiskChain *string `json:"disk_chain,omitempty"`
+}

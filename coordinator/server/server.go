@@ -33,6 +33,7 @@ import (
 	"github.com/deployme/deployme/coordinator/liveness"
 	"github.com/deployme/deployme/coordinator/peer"
 	"github.com/deployme/deployme/coordinator/pki"
+	"github.com/deployme/deployme/coordinator/pxesvc"
 	"github.com/deployme/deployme/coordinator/raftnode"
 	"github.com/deployme/deployme/coordinator/scheduler"
 	"github.com/deployme/deployme/coordinator/service"
@@ -99,6 +100,8 @@ type Config struct {
 	Raft    raftnode.Config
 	Service service.Config
 	REST    rest.Config
+	// PXE configures the boot services (--pxe ...).
+	PXE pxesvc.Config
 
 	Logger *slog.Logger
 	// Stdout receives the one-time print of a generated admin token.
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		Service:          service.DefaultConfig(),
 		Scheduler:        scheduler.DefaultConfig(),
 		REST:             rest.DefaultConfig(),
+		PXE:              pxesvc.DefaultConfig(),
 		AgentBinary:      defaultAgentBinary(),
 		Stdout:           os.Stdout,
 	}
@@ -174,6 +178,7 @@ type Server struct {
 	lead     *leadership
 	fresh    bool
 	svc      *service.Service
+	pxe      *pxesvc.Services
 	handler  *rest.Handler
 	httpLn   net.Listener
 	grpcLn   net.Listener
@@ -323,6 +328,15 @@ func New(cfg Config) (s *Server, err error) {
 	hc.Registerer = reg
 	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	hc.Installer = installer
+	if cfg.PXE.Enabled {
+		// The boot HTTP handler answers on this replica's advertised HTTP address: iPXE
+		// fetches scripts and images from whichever replica answered its DHCP.
+		if srv.pxe, err = pxesvc.New(cfg.PXE, svc, cfg.AdvertiseHTTP, logger.With(logkey.Component, "pxe"), reg); err != nil {
+			stopStreams()
+			return nil, err
+		}
+		hc.Boot = srv.pxe.HTTP()
+	}
 	h := rest.New(svc, hc)
 
 	srv.handler, srv.registry, srv.stopStreams = h, reg, stopStreams
@@ -385,6 +399,9 @@ func (s *Server) Run(ctx context.Context) error {
 	agentv1.RegisterAgentServer(grpcSrv, s.agents)
 
 	g, gctx := errgroup.WithContext(ctx)
+	if s.pxe != nil {
+		g.Go(func() error { return s.pxe.Run(gctx) })
+	}
 	g.Go(func() error {
 		s.logger.Info("serving REST API", logkey.Addr, s.httpLn.Addr().String())
 		if err := httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {

@@ -38,4 +38,11 @@ const (
 	Result      = "result"
 	TFTPOptions = "tftp_options"
 	BootNext    = "boot_next"
+	// DHCP requests (pxe/dhcp). ClientClass is "ipxe", "pxe" or "plain".
+	ClientClass = "client_class"
+	VendorClass = "vendor_class"
+	ServerID    = "server_id"
+	Port        = "port"
+	Event       = "event"
+	Detail      = "detail"
 )

@@ -178,9 +178,16 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	// Columns: non = no token, exp = expired, rev = revoked, rd = read, wr = write, adm = admin,
 	// cid = cluster:<own> read+write, c* = cluster:* read+write, cro = cluster:<own> read only.
 	//                                                non  exp  rev   rd   wr  adm  cid   c*  cro
-	"GET /healthz":                                  {200, 200, 200, 200, 200, 200, 200, 200, 200},
-	"GET /readyz":                                   {200, 200, 200, 200, 200, 200, 200, 200, 200},
-	"GET /install.sh":                               {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /healthz":    {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /readyz":     {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	"GET /install.sh": {200, 200, 200, 200, 200, 200, 200, 200, 200},
+	// Network boot is off in this harness: public, and 404 for everyone.
+	"GET /boot/{file}":  {404, 404, 404, 404, 404, 404, 404, 404, 404},
+	"HEAD /boot/{file}": {404, 404, 404, 404, 404, 404, 404, 404, 404},
+	"GET /v1/machines":  {401, 401, 401, 200, 200, 200, 403, 403, 403},
+	// No machine has booted here: allowed callers get 404.
+	"GET /v1/machines/{mac}":                        {401, 401, 401, 404, 404, 404, 403, 403, 403},
+	"PATCH /v1/machines/{mac}":                      {401, 401, 401, 403, 403, 404, 403, 403, 403},
 	"GET /v1/agent/download":                        {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /v1/agent/download.sha256":                 {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /metrics":                                  {401, 401, 401, 200, 200, 200, 403, 403, 403},
@@ -311,6 +318,14 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		return path, nil
 	case "GET /install.sh":
 		return "/install.sh", nil
+	case "GET /boot/{file}", "HEAD /boot/{file}":
+		return "/boot/ipxe?mac=52:54:00:00:00:01", nil
+	case "GET /v1/machines":
+		return "/v1/machines", nil
+	case "GET /v1/machines/{mac}":
+		return "/v1/machines/52:54:00:00:00:01", nil
+	case "PATCH /v1/machines/{mac}":
+		return "/v1/machines/52:54:00:00:00:01", map[string]any{"next_boot": "disk"}
 	case "GET /v1/agent/download", "GET /v1/agent/download.sha256":
 		_, path, _ = strings.Cut(route, " ")
 		return path + "?os=linux&arch=amd64", nil
@@ -424,6 +439,9 @@ func (e *authzEnv) cell(t *testing.T, route, target string, p, want int) {
 	}
 	if want < 400 {
 		return
+	}
+	if method == http.MethodHead {
+		return // no body to read the error code from
 	}
 	if got := authzCode(t, resp); got != authzErrorCodes[want] {
 		t.Errorf("%s %s as %s: error code %q, want %q", method, path, authzPrincipals[p].name, got, authzErrorCodes[want])

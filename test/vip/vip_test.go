@@ -1,7 +1,6 @@
 package vip
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,11 +8,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,66 +29,6 @@ const (
 )
 
 func ptr[T any](v T) *T { return &v }
-
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
-
-// proc is a binary running inside a namespace.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-}
-
-func start(t *testing.T, ns *netnstest.NS, name string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	out := &syncBuffer{}
-	cmd := ns.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{name: name, cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		// `ip netns exec` execs the binary: the PID is the process itself.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("--- %s output:\n%s", name, tail(out.String(), 6000))
-		}
-	})
-	return p
-}
 
 // standIn plays a host's API server on :6443: /readyz answers ok, / answers the host's
 // name, so a client of the VIP learns who holds it.
@@ -112,17 +49,6 @@ func startStandIn(t *testing.T, ns *netnstest.NS, name string) *standIn {
 	go s.srv.Serve(ln)
 	t.Cleanup(func() { s.srv.Close() })
 	return s
-}
-
-// nsHTTP is an HTTP client whose connections are opened inside ns, one per request (so a
-// request after the VIP moved goes where ARP now says).
-func nsHTTP(ns *netnstest.NS, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return ns.Dial(network, addr)
-		},
-	}}
 }
 
 // arpWatch asks who has the VIP every 20 ms from the client namespace and records, per
@@ -215,11 +141,11 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 	}
 
 	dataDir := t.TempDir()
-	coord := start(t, coordNS, "coordinator", nil, coordinatorBin,
+	coord := netnstest.Start(t, coordNS, "coordinator", nil, coordinatorBin,
 		"--data-dir", dataDir, "--node-id", "c1",
 		"--http-addr", coordIP+":8080", "--grpc-addr", coordIP+":9090", "--raft-addr", coordIP+":7000",
 		"--liveness-ttl", "10s")
-	hc := nsHTTP(coordNS, 10*time.Second)
+	hc := coordNS.HTTPClient(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var token string
@@ -249,7 +175,7 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 	caHash := strings.Fields(jt.Command[strings.Index(jt.Command, "--ca-hash "):])[1]
 
 	fakeState := t.TempDir()
-	agents := map[string]*proc{}
+	agents := map[string]*netnstest.Proc{}
 	for i, name := range names {
 		dir := t.TempDir()
 		root := filepath.Join(dir, "root")
@@ -265,7 +191,7 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		agents[name] = start(t, hostNS[name], name, []string{"FAKEKUBE_STATE=" + fakeState}, agentBin,
+		agents[name] = netnstest.Start(t, hostNS[name], name, []string{"FAKEKUBE_STATE=" + fakeState}, agentBin,
 			"--coordinator", coordIP+":9090", "--join-token", jt.Secret, "--ca-hash", caHash,
 			"--state-dir", filepath.Join(dir, "state"), "--root", root,
 			"--kubeadm", fakeBin, "--kubectl", filepath.Join(filepath.Dir(fakeBin), "kubectl"),
@@ -377,7 +303,7 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 		return ready == 3
 	}, coord)
 
-	viaVIP := nsHTTP(clientNS, 500*time.Millisecond)
+	viaVIP := clientNS.HTTPClient(500 * time.Millisecond)
 	ask := func() string {
 		resp, err := viaVIP.Get("http://" + vipAddr + ":6443/")
 		if err != nil {
@@ -433,12 +359,12 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, coord *proc) {
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, coord *netnstest.Proc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; coordinator output:\n%s", timeout, what, tail(coord.out.String(), 4000))
+			t.Fatalf("timed out after %v waiting for %s; coordinator output:\n%s", timeout, what, netnstest.Tail(coord.Output(), 4000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
