@@ -5,7 +5,7 @@ GOBIN_TOOLS := $(CURDIR)/tools/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/deployme/deployme/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build run test test-short lint generate generate-check tools proto-plugins bench bench-fleet kubeadm dist clean
+.PHONY: all build run test test-short lint generate generate-check tools proto-plugins bench bench-fleet kubeadm dist images clean
 
 all: build
 
@@ -45,7 +45,11 @@ FUZZ_TARGETS := \
 	./agent/inventory:FuzzParseCPUInfo \
 	./agent/inventory:FuzzParseMemTotal \
 	./agent/inventory:FuzzParsePrettyName \
-	./agent/inventory:FuzzParseVPD80
+	./agent/inventory:FuzzParseVPD80 \
+	./agent/netconf:FuzzConfigValidate \
+	./pxe/dhcp:FuzzHandle \
+	./pxe/tftp:FuzzCleanPath \
+	./pxe/httpboot:FuzzScript
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -124,6 +128,12 @@ $(NFPM): tools/nfpm/go.mod
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" \
 		-o $@.tmp github.com/goreleaser/nfpm/v2/cmd/nfpm
 	mv $@.tmp $@
+
+# The netboot image (images/README.md) in images/out: Debian's kernel, an initrd with our
+# /init and the agent (stamped with VERSION), the iPXE binaries, SHA256SUMS. Needs the Debian
+# packages linux-image-amd64 and ipxe. The same commit and inputs give the same bytes.
+images:
+	$(GO) run ./images/build -out images/out -go $(GO) -version $(VERSION)
 
 # Regenerates committed code: protobuf (needs protoc, from Debian's protobuf-compiler).
 generate: proto-plugins

@@ -455,6 +455,23 @@ func TestContract(t *testing.T) {
 			}
 		}},
 
+		// A host's own network, checked as the agent checks it.
+		{name: "host network as a reader", method: "PUT", path: "/v1/hosts/{host}/network", token: "read", body: `{"bridges":[{"name":"br0"}]}`, want: 403, code: "forbidden"},
+		{name: "host network with a bad bond mode", method: "PUT", path: "/v1/hosts/{host}/network", token: "admin",
+			body: `{"bonds":[{"name":"bond0","mode":"balance-rr","interfaces":["eth0","eth1"]}]}`, want: 400, code: "invalid_request", field: "network.bonds[0].mode"},
+		{name: "host network with an unknown field", method: "PUT", path: "/v1/hosts/{host}/network", token: "admin",
+			body: `{"bridges":[{"name":"br0","stp":true}]}`, want: 400, code: "invalid_request", field: "bridges[0].stp"},
+		{name: "host network", method: "PUT", path: "/v1/hosts/{host}/network", token: "admin",
+			body: `{"bridges":[{"name":"br0","interfaces":["eth0"]}],"addresses":[{"link":"br0","cidr":"10.20.0.5/24"}],"routes":[{"dst":"default","gateway":"10.20.0.1"}]}`,
+			want: 200, check: func(t *testing.T, r response) {
+				net, _ := r.object(t)["network"].(map[string]any)
+				if br, _ := net["bridges"].([]any); len(br) != 1 || br[0].(map[string]any)["name"] != "br0" {
+					t.Errorf("network %v, want the bridge br0", net)
+				}
+			}},
+		{name: "host network cleared", method: "DELETE", path: "/v1/hosts/{host}/network", token: "admin", want: 200},
+		{name: "network of a missing host", method: "PUT", path: "/v1/hosts/host_nope/network", token: "admin", body: `{}`, want: 404, code: "not_found"},
+
 		{name: "accept host as a reader", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "read", want: 403, code: "forbidden"},
 		{name: "accept host with a parameter", method: "POST", path: "/v1/hosts/{discovered}/accept?force=1", token: "admin", want: 400, code: "invalid_request", field: "force"},
 		{name: "accept host", method: "POST", path: "/v1/hosts/{discovered}/accept", token: "admin", want: 200, check: wantField([]string{"state"}, "available")},

@@ -340,3 +340,15 @@ func (c *Client) SetMachineBoot(ctx context.Context, mac string, req v1.SetMachi
 	var out v1.Machine
 	return &out, c.call(ctx, http.MethodPatch, "/v1/machines/"+url.PathEscape(mac), req, &out)
 }
+
+// SetHostNetwork gives a host its own network, replacing its infra's template for it.
+func (c *Client) SetHostNetwork(ctx context.Context, id string, n v1.HostNetwork) (*v1.Host, error) {
+	var out v1.Host
+	return &out, c.call(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(id)+"/network", n, &out)
+}
+
+// ClearHostNetwork gives a host back its infra's template.
+func (c *Client) ClearHostNetwork(ctx context.Context, id string) (*v1.Host, error) {
+	var out v1.Host
+	return &out, c.call(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id)+"/network", nil, &out)
+}

@@ -259,3 +259,34 @@ func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request, _ *princi
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// setHostNetwork replaces the host's network with the body (its infra's template no longer
+// applies to it); the service checks it as the agent will, naming the field.
+func (h *Handler) setHostNetwork(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
+	var n v1.HostNetwork
+	if err := decodeBody(r, &n); err != nil {
+		return err
+	}
+	host, err := h.b.SetHostNetwork(r.Context(), r.PathValue("id"), &n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, host)
+	return nil
+}
+
+// clearHostNetwork gives the host back its infra's template.
+func (h *Handler) clearHostNetwork(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	if err := newQuery(r.URL).err; err != nil {
+		return err
+	}
+	host, err := h.b.SetHostNetwork(r.Context(), r.PathValue("id"), nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, host)
+	return nil
+}

@@ -70,6 +70,8 @@ type Backend interface {
 	// AcceptHost makes a discovered host available to clusters; an accepted one is returned
 	// as it is.
 	AcceptHost(ctx context.Context, id string) (*v1.Host, error)
+	// SetHostNetwork sets a host's own network (nil clears it), checked as the agent will.
+	SetHostNetwork(ctx context.Context, id string, n *v1.HostNetwork) (*v1.Host, error)
 	// ListMachines lists network-booted machines (of one infra when infraID is set).
 	ListMachines(ctx context.Context, infraID string) (*v1.MachineList, error)
 	// GetMachine returns one machine with its boot history.

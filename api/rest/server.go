@@ -168,6 +168,8 @@ func (h *Handler) table() []route {
 		{"GET", "/v1/hosts/{id}", globalRead, h.getHost},
 		{"DELETE", "/v1/hosts/{id}", adminOnly, h.deleteHost},
 		{"POST", "/v1/hosts/{id}/accept", adminOnly, h.acceptHost},
+		{"PUT", "/v1/hosts/{id}/network", adminOnly, h.setHostNetwork},
+		{"DELETE", "/v1/hosts/{id}/network", adminOnly, h.clearHostNetwork},
 
 		{"GET", "/v1/coordinator/members", adminOnly, h.listMembers},
 		{"POST", "/v1/coordinator/members", adminOnly, h.addMember},

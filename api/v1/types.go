@@ -317,6 +317,9 @@ type Host struct {
 	AgentVersion string            `json:"agent_version,omitempty"`
 	// Serial is the machine's serial number (DMI), when it reports one.
 	Serial string `json:"serial,omitempty"`
+	// Network is the host's own network, set with PUT /v1/hosts/{id}/network; absent, the
+	// host gets its infra's template.
+	Network *HostNetwork `json:"network,omitempty"`
 	// ConnectedTo is the coordinator replica holding the agent's stream.
 	ConnectedTo string    `json:"connected_to,omitempty"`
 	LastSeen    time.Time `json:"last_seen"`
@@ -402,4 +405,57 @@ type SetMachineBootRequest struct {
 	NextBoot  *string `json:"next_boot"`
 	DiskExit  *string `json:"disk_exit,omitempty"`
 	DiskChain *string `json:"disk_chain,omitempty"`
+}
+
+// HostNetwork is one host's own network, replacing its infra's template for that host: the
+// JSON the agent applies with netlink (agent/netconf), with the host's addresses and routes.
+type HostNetwork struct {
+	Bonds     []HostBond    `json:"bonds,omitempty"`
+	VLANs     []HostVLAN    `json:"vlans,omitempty"`
+	Bridges   []HostBridge  `json:"bridges,omitempty"`
+	Links     []HostLink    `json:"links,omitempty"`
+	Addresses []HostAddress `json:"addresses,omitempty"`
+	Routes    []HostRoute   `json:"routes,omitempty"`
+}
+
+// HostBond is a bond of interfaces: mode 802.3ad or active-backup.
+type HostBond struct {
+	Name       string   `json:"name"`
+	Mode       string   `json:"mode"`
+	Interfaces []string `json:"interfaces"`
+	MTU        int      `json:"mtu,omitempty"`
+}
+
+// HostVLAN is a tagged sub-interface of Link.
+type HostVLAN struct {
+	Name string `json:"name"`
+	Link string `json:"link"`
+	ID   int    `json:"id"`
+	MTU  int    `json:"mtu,omitempty"`
+}
+
+// HostBridge is a bridge over Interfaces.
+type HostBridge struct {
+	Name       string   `json:"name"`
+	Interfaces []string `json:"interfaces,omitempty"`
+	MTU        int      `json:"mtu,omitempty"`
+}
+
+// HostLink brings a link up, with an MTU.
+type HostLink struct {
+	Name string `json:"name"`
+	MTU  int    `json:"mtu,omitempty"`
+}
+
+// HostAddress is a static address on a link, e.g. 10.0.0.5/24.
+type HostAddress struct {
+	Link string `json:"link"`
+	CIDR string `json:"cidr"`
+}
+
+// HostRoute is a route: Dst a CIDR or "default", through Gateway and/or Link.
+type HostRoute struct {
+	Dst     string `json:"dst"`
+	Gateway string `json:"gateway,omitempty"`
+	Link    string `json:"link,omitempty"`
 }

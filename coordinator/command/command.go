@@ -54,6 +54,7 @@ const (
 	TypeRecordBoot       Type = 28
 	TypeSetMachineBoot   Type = 29
 	TypeAllocateLease    Type = 30
+	TypeSetHostNetwork   Type = 31
 )
 
 // Version is the payload encoding version written by this code.
@@ -90,6 +91,7 @@ var names = map[Type]string{
 	TypeRecordBoot:       "record_boot",
 	TypeSetMachineBoot:   "set_machine_boot",
 	TypeAllocateLease:    "allocate_lease",
+	TypeSetHostNetwork:   "set_host_network",
 }
 
 func (t Type) String() string {
@@ -165,6 +167,8 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.SetMachineBoot{}, nil
 	case TypeAllocateLease:
 		return &raftcmdv1.AllocateLease{}, nil
+	case TypeSetHostNetwork:
+		return &raftcmdv1.SetHostNetwork{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

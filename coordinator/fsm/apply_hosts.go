@@ -74,3 +74,22 @@ func (f *FSM) applyAcceptHost(m *raftcmdv1.AcceptHost) any {
 	f.st.PutHost(&h)
 	return &h
 }
+
+// applySetHostNetwork sets or clears a host's own network (validated by the service: the
+// state machine only stores it). A decommissioned host's network cannot change.
+func (f *FSM) applySetHostNetwork(m *raftcmdv1.SetHostNetwork) any {
+	old, ok := f.st.Host(m.GetHostId())
+	if !ok {
+		return state.NotFound("host %s not found", m.GetHostId())
+	}
+	if old.State == state.HostDecommissioned {
+		return state.Conflict("host %s is decommissioned", old.ID)
+	}
+	h := *old
+	h.NetworkJSON = nil
+	if len(m.GetConfigJson()) > 0 {
+		h.NetworkJSON = append([]byte(nil), m.GetConfigJson()...)
+	}
+	f.st.PutHost(&h)
+	return &h
+}

@@ -127,6 +127,8 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applySetMachineBoot(m)
 	case *raftcmdv1.AllocateLease:
 		return f.applyAllocateLease(m)
+	case *raftcmdv1.SetHostNetwork:
+		return f.applySetHostNetwork(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

@@ -270,6 +270,7 @@ func fill(r *replay) {
 		Host: &raftcmdv1.Host{Id: "host_agent1", InfraId: "infra_dc", Hostname: "agent1", Cpus: 4, MemoryBytes: 8 << 30,
 			Nics: []*raftcmdv1.NIC{{Name: "eth0", Mac: "52:54:00:aa:00:01", Addresses: []string{"10.20.0.100/24"}, Up: true}}}})
 	r.ok(command.TypeSetMachineBoot, &raftcmdv1.SetMachineBoot{Mac: "52:54:00:aa:00:01", NextBoot: "disk", At: r.at()})
+	r.ok(command.TypeSetHostNetwork, &raftcmdv1.SetHostNetwork{HostId: "host_agent1", ConfigJson: []byte(`{"bridges":[{"name":"br0"}]}`), At: r.at()})
 
 	// Its lease expires, then it comes back: offline and back to available.
 	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: "host_agent1", Online: false, At: r.at()})
@@ -496,6 +497,10 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "VIP status from a worker", typ: command.TypeReportVIPStatus, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.ReportVIPStatus{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Epoch: 1, Ready: true, At: r.at()}
+			}},
+		{name: "network of a missing host", typ: command.TypeSetHostNetwork, kind: state.KindNotFound,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.SetHostNetwork{HostId: "host_nope", ConfigJson: []byte(`{}`), At: r.at()}
 			}},
 		{name: "boot of a bad MAC", typ: command.TypeRecordBoot, kind: state.KindInvalid, field: "mac",
 			msg: func(r *replay) proto.Message {

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"encoding/json"
 	"time"
 
 	v1 "github.com/deployme/deployme/api/v1"
@@ -84,6 +85,7 @@ func hostOut(h *state.Host) v1.Host {
 		Labels:       map[string]string{},
 		AgentVersion: h.AgentVersion,
 		Serial:       h.Serial,
+		Network:      hostNetworkOut(h.NetworkJSON),
 		ConnectedTo:  h.ConnectedTo,
 		LastSeen:     apiTime(h.LastSeen),
 		CreatedAt:    apiTime(h.CreatedAt),
@@ -126,4 +128,16 @@ func nodeOut(st *state.State, n *state.Node) v1.Node {
 
 func eventOut(e state.Event) v1.Event {
 	return v1.Event{Seq: e.Seq, ClusterID: e.ClusterID, HostID: e.HostID, Type: e.Type, Message: e.Message, Time: e.Time.UTC(), DurationMS: e.DurationMS}
+}
+
+// hostNetworkOut decodes a host's own network for the API (nil when it has none).
+func hostNetworkOut(b []byte) *v1.HostNetwork {
+	if len(b) == 0 {
+		return nil
+	}
+	var n v1.HostNetwork
+	if json.Unmarshal(b, &n) != nil {
+		return nil
+	}
+	return &n
 }

@@ -1,10 +1,17 @@
 package service
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/netip"
+
+	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/command"
+	raftcmdv1 "github.com/deployme/deployme/proto/raftcmd/v1"
 
 	"github.com/deployme/deployme/agent/netconf"
 	"github.com/deployme/deployme/coordinator/state"
@@ -21,17 +28,23 @@ func (s *Service) NetworkConfig(hostID string) *agentv1.NetworkConfig {
 		if !ok {
 			return
 		}
-		infra, ok := st.Infra(h.InfraID)
-		if !ok || infra.Network == nil {
-			return
-		}
-		cfg, ok := hostNetwork(infra.Network, h)
-		if !ok {
-			return
-		}
-		b, err := json.Marshal(cfg)
-		if err != nil {
-			return
+		var b []byte
+		if len(h.NetworkJSON) > 0 {
+			// The host's own network replaces the template.
+			b = h.NetworkJSON
+		} else {
+			infra, ok := st.Infra(h.InfraID)
+			if !ok || infra.Network == nil {
+				return
+			}
+			cfg, ok := hostNetwork(infra.Network, h)
+			if !ok {
+				return
+			}
+			var err error
+			if b, err = json.Marshal(cfg); err != nil {
+				return
+			}
 		}
 		sum := sha256.Sum256(b)
 		out = &agentv1.NetworkConfig{Revision: hex.EncodeToString(sum[:8]), Json: b}
@@ -81,4 +94,43 @@ func addressIn(h *state.Host, cidr string) string {
 		}
 	}
 	return ""
+}
+
+// SetHostNetwork gives a host its own network (replacing its infra's template for it), after
+// checking it as the agent will; nil clears it.
+func (s *Service) SetHostNetwork(ctx context.Context, id string, n *v1.HostNetwork) (*v1.Host, error) {
+	var b []byte
+	if n != nil {
+		raw, err := json.Marshal(n)
+		if err != nil {
+			return nil, err
+		}
+		// The wire type and agent/netconf's Config share their JSON; decoding strictly
+		// catches any drift between the two.
+		var cfg netconf.Config
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return nil, v1.InvalidField("network", "network: %v", err)
+		}
+		if err := cfg.Validate(); err != nil {
+			var fe *netconf.FieldError
+			if errors.As(err, &fe) {
+				return nil, v1.InvalidField("network."+fe.Field, "network.%s: %s", fe.Field, fe.Msg)
+			}
+			return nil, v1.InvalidField("network", "network: %v", err)
+		}
+		if b, err = json.Marshal(cfg); err != nil {
+			return nil, err
+		}
+	}
+	a, err := s.apply(ctx, command.TypeSetHostNetwork, &raftcmdv1.SetHostNetwork{HostId: id, ConfigJson: b, At: unixNano(s.now())}, id)
+	if err != nil {
+		return nil, err
+	}
+	if h, ok := a.Value.(*state.Host); ok && h.ID == a.ID {
+		out := hostOut(h)
+		return &out, nil
+	}
+	return written(s.localHost(a.ID))
 }

@@ -156,8 +156,11 @@ type Host struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	AgentVersion string            `json:"agent_version,omitempty"`
 	Serial       string            `json:"serial,omitempty"`
-	LastSeen     time.Time         `json:"last_seen"`
-	CreatedAt    time.Time         `json:"created_at"`
+	// NetworkJSON is the host's own network (agent/netconf's JSON), replacing its
+	// infra's template; nil: the template.
+	NetworkJSON []byte    `json:"network_json,omitempty"`
+	LastSeen    time.Time `json:"last_seen"`
+	CreatedAt   time.Time `json:"created_at"`
 	// OfflineFrom is the state an offline host returns to when its agent is back.
 	OfflineFrom string `json:"offline_from,omitempty"`
 	// ConnectedTo is the replica holding the agent's stream, as last recorded by the

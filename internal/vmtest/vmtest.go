@@ -11,11 +11,9 @@ package vmtest
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deployme/deployme/images/initramfs"
 )
 
 // Options says what to run in the guest.
@@ -273,82 +273,22 @@ func moduleOrder(kver string, want []string) ([]string, error) {
 	return order, nil
 }
 
-// writeCPIO writes files as a gzipped newc ("070701") archive, the format the kernel
-// unpacks into its initramfs, with the directories they need.
+// writeCPIO writes files as a gzipped newc archive (images/initramfs: parent directories,
+// sorted entries, what the kernel unpacks into its initramfs).
 func writeCPIO(path string, files map[string]file) error {
+	a := initramfs.New()
+	for name, f := range files {
+		if err := a.File(name, f.mode.Perm(), f.data); err != nil {
+			return err
+		}
+	}
 	out, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	gz := gzip.NewWriter(out)
-	w := &cpioWriter{w: gz}
-	dirs := map[string]bool{}
-	var names []string
-	for name := range files {
-		names = append(names, name)
-		for d := filepath.Dir(name); d != "/" && d != "."; d = filepath.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	var dirList []string
-	for d := range dirs {
-		dirList = append(dirList, d)
-	}
-	sort.Strings(dirList)
-	for _, d := range dirList {
-		w.entry(strings.TrimPrefix(d, "/"), 0o040755, nil)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		f := files[name]
-		w.entry(strings.TrimPrefix(name, "/"), 0o100000|uint32(f.mode.Perm()), f.data)
-	}
-	w.entry("TRAILER!!!", 0, nil)
-	if w.err != nil {
-		return w.err
-	}
-	if err := gz.Close(); err != nil {
+	if err := a.WriteGzip(out); err != nil {
 		return err
 	}
 	return out.Close()
-}
-
-// cpioWriter writes newc entries; the first error sticks.
-type cpioWriter struct {
-	w   io.Writer
-	n   int64
-	ino uint32
-	err error
-}
-
-func (c *cpioWriter) write(b []byte) {
-	if c.err != nil {
-		return
-	}
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	c.err = err
-}
-
-func (c *cpioWriter) pad() {
-	if r := c.n % 4; r != 0 {
-		c.write(make([]byte, 4-r))
-	}
-}
-
-func (c *cpioWriter) entry(name string, mode uint32, data []byte) {
-	c.ino++
-	nlink := 1
-	if mode&0o040000 != 0 {
-		nlink = 2
-	}
-	// magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
-	// rdevminor, namesize (with its NUL), check.
-	c.write([]byte(fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)))
-	c.write(append([]byte(name), 0))
-	c.pad()
-	c.write(data)
-	c.pad()
 }

@@ -224,6 +224,8 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	"GET /v1/hosts/{id}":                            {401, 401, 401, 200, 200, 200, 403, 403, 403},
 	"DELETE /v1/hosts/{id}":                         {401, 401, 401, 403, 403, 204, 403, 403, 403},
 	"POST /v1/hosts/{id}/accept":                    {401, 401, 401, 403, 403, 200, 403, 403, 403},
+	"PUT /v1/hosts/{id}/network":                    {401, 401, 401, 403, 403, 200, 403, 403, 403},
+	"DELETE /v1/hosts/{id}/network":                 {401, 401, 401, 403, 403, 200, 403, 403, 403},
 	"GET /v1/coordinator/members":                   {401, 401, 401, 403, 403, 200, 403, 403, 403},
 	// Membership changes are not made for real here: the admin's answers are the
 	// deterministic refusals of a well-authorized request (no raft_address; an unknown id).
@@ -320,6 +322,10 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		return "/install.sh", nil
 	case "GET /boot/{file}", "HEAD /boot/{file}":
 		return "/boot/ipxe?mac=52:54:00:00:00:01", nil
+	case "PUT /v1/hosts/{id}/network":
+		return "/v1/hosts/" + e.hostID + "/network", map[string]any{"bridges": []any{map[string]any{"name": "br0"}}}
+	case "DELETE /v1/hosts/{id}/network":
+		return "/v1/hosts/" + e.hostID + "/network", nil
 	case "GET /v1/machines":
 		return "/v1/machines", nil
 	case "GET /v1/machines/{mac}":

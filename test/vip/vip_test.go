@@ -234,6 +234,23 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 		}, coord)
 	}
 
+	// One host gets its own network, replacing the template for it: its agent removes the
+	// template's bridge (its own creation) and builds the host's.
+	var h1 string
+	for id, name := range nsOfHost {
+		if name == "host-1" {
+			h1 = id
+		}
+	}
+	if _, err := api.SetHostNetwork(ctx, h1, v1.HostNetwork{Bridges: []v1.HostBridge{{Name: "br-own", MTU: 1300}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "host-1 to apply its own network", func() bool {
+		br, err := hostNS["host-1"].Handle().LinkByName("br-own")
+		_, gone := hostNS["host-1"].Handle().LinkByName("br-test")
+		return err == nil && br.Attrs().MTU == 1300 && gone != nil
+	}, coord)
+
 	c, err := api.CreateCluster(ctx, v1.CreateClusterRequest{Name: ptr("vip"), ControlPlanes: ptr(3), Workers: ptr(1),
 		NodeSize: ptr("small"), Phase: ptr("onpremise"), InfraID: ptr(infra.ID)})
 	if err != nil {

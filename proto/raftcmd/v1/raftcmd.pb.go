@@ -2708,6 +2708,68 @@ func (x *AcceptHost) GetAt() int64 {
 	return 0
 }
 
+// SetHostNetwork sets (config_json not empty) or clears a host's own network, which replaces
+// its infra's template for it; config_json is agent/netconf's JSON, validated before.
+type SetHostNetwork struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostId        string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHostNetwork) Reset() {
+	*x = SetHostNetwork{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostNetwork) ProtoMessage() {}
+
+func (x *SetHostNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostNetwork.ProtoReflect.Descriptor instead.
+func (*SetHostNetwork) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SetHostNetwork) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *SetHostNetwork) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *SetHostNetwork) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 // SetVIPHolder gives a cluster's control-plane VIP to a control-plane host. epoch must be
 // exactly one more than the recorded one: two leaders racing cannot both win.
 type SetVIPHolder struct {
@@ -2723,7 +2785,7 @@ type SetVIPHolder struct {
 
 func (x *SetVIPHolder) Reset() {
 	*x = SetVIPHolder{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2797,7 @@ func (x *SetVIPHolder) String() string {
 func (*SetVIPHolder) ProtoMessage() {}
 
 func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2810,7 @@ func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVIPHolder.ProtoReflect.Descriptor instead.
 func (*SetVIPHolder) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetVIPHolder) GetClusterId() string {
@@ -2804,7 +2866,7 @@ type ReportVIPStatus struct {
 
 func (x *ReportVIPStatus) Reset() {
 	*x = ReportVIPStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2878,7 @@ func (x *ReportVIPStatus) String() string {
 func (*ReportVIPStatus) ProtoMessage() {}
 
 func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2891,7 @@ func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVIPStatus.ProtoReflect.Descriptor instead.
 func (*ReportVIPStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{40}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReportVIPStatus) GetClusterId() string {
@@ -2905,7 +2967,7 @@ type RecordBoot struct {
 
 func (x *RecordBoot) Reset() {
 	*x = RecordBoot{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +2979,7 @@ func (x *RecordBoot) String() string {
 func (*RecordBoot) ProtoMessage() {}
 
 func (x *RecordBoot) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +2992,7 @@ func (x *RecordBoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBoot.ProtoReflect.Descriptor instead.
 func (*RecordBoot) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{41}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecordBoot) GetMac() string {
@@ -2990,7 +3052,7 @@ type SetMachineBoot struct {
 
 func (x *SetMachineBoot) Reset() {
 	*x = SetMachineBoot{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3064,7 @@ func (x *SetMachineBoot) String() string {
 func (*SetMachineBoot) ProtoMessage() {}
 
 func (x *SetMachineBoot) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3077,7 @@ func (x *SetMachineBoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMachineBoot.ProtoReflect.Descriptor instead.
 func (*SetMachineBoot) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{42}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetMachineBoot) GetMac() string {
@@ -3070,7 +3132,7 @@ type AllocateLease struct {
 
 func (x *AllocateLease) Reset() {
 	*x = AllocateLease{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3144,7 @@ func (x *AllocateLease) String() string {
 func (*AllocateLease) ProtoMessage() {}
 
 func (x *AllocateLease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3157,7 @@ func (x *AllocateLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateLease.ProtoReflect.Descriptor instead.
 func (*AllocateLease) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{43}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AllocateLease) GetMac() string {
@@ -3375,7 +3437,12 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\n" +
 	"AcceptHost\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
-	"\x02at\x18\x02 \x01(\x03R\x02at\"\x84\x01\n" +
+	"\x02at\x18\x02 \x01(\x03R\x02at\"Z\n" +
+	"\x0eSetHostNetwork\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\fR\n" +
+	"configJson\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"\x84\x01\n" +
 	"\fSetVIPHolder\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -3431,7 +3498,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -3472,13 +3539,14 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*DispatchStep)(nil),     // 36: deployme.raftcmd.v1.DispatchStep
 	(*ReportStep)(nil),       // 37: deployme.raftcmd.v1.ReportStep
 	(*AcceptHost)(nil),       // 38: deployme.raftcmd.v1.AcceptHost
-	(*SetVIPHolder)(nil),     // 39: deployme.raftcmd.v1.SetVIPHolder
-	(*ReportVIPStatus)(nil),  // 40: deployme.raftcmd.v1.ReportVIPStatus
-	(*RecordBoot)(nil),       // 41: deployme.raftcmd.v1.RecordBoot
-	(*SetMachineBoot)(nil),   // 42: deployme.raftcmd.v1.SetMachineBoot
-	(*AllocateLease)(nil),    // 43: deployme.raftcmd.v1.AllocateLease
-	nil,                      // 44: deployme.raftcmd.v1.AutoAccept.LabelsEntry
-	nil,                      // 45: deployme.raftcmd.v1.Host.LabelsEntry
+	(*SetHostNetwork)(nil),   // 39: deployme.raftcmd.v1.SetHostNetwork
+	(*SetVIPHolder)(nil),     // 40: deployme.raftcmd.v1.SetVIPHolder
+	(*ReportVIPStatus)(nil),  // 41: deployme.raftcmd.v1.ReportVIPStatus
+	(*RecordBoot)(nil),       // 42: deployme.raftcmd.v1.RecordBoot
+	(*SetMachineBoot)(nil),   // 43: deployme.raftcmd.v1.SetMachineBoot
+	(*AllocateLease)(nil),    // 44: deployme.raftcmd.v1.AllocateLease
+	nil,                      // 45: deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	nil,                      // 46: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	2,  // 0: deployme.raftcmd.v1.Network.bonds:type_name -> deployme.raftcmd.v1.NetworkBond
@@ -3486,10 +3554,10 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	4,  // 2: deployme.raftcmd.v1.Network.bridges:type_name -> deployme.raftcmd.v1.NetworkBridge
 	1,  // 3: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	6,  // 4: deployme.raftcmd.v1.Infra.auto_accept:type_name -> deployme.raftcmd.v1.AutoAccept
-	44, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	45, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
 	8,  // 6: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	9,  // 7: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	45, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	46, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 9: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	5,  // 10: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 11: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -3522,7 +3590,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
