@@ -48,6 +48,23 @@ func (f *FSM) applyRegisterAgent(m *raftcmdv1.RegisterAgent) any {
 	if !ok {
 		return state.NotFound("infra %s not found", jt.InfraID)
 	}
+	if infra.Kind == "baremetal" {
+		if old := f.bootedHost(p, infra.ID); old != nil {
+			// A network-booted machine's live image keeps no identity across boots: the
+			// same machine (by the MAC it boots from) registering again takes its host back
+			// instead of leaving a stale one behind. The join token is checked as for a
+			// new host.
+			h := *old
+			h.KeyID, h.LastSeen = m.GetKeyId(), at
+			inventoryInto(&h, p)
+			f.st.PutHost(&h)
+			f.linkMachine(&h, at)
+			used := *jt
+			used.Uses++
+			f.st.PutJoinToken(&used)
+			return &h
+		}
+	}
 	if _, exists := f.st.Host(p.GetId()); exists {
 		return state.Conflict("host %s already exists", p.GetId())
 	}

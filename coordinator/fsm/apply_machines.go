@@ -175,3 +175,18 @@ func (f *FSM) linkMachine(h *state.Host, at time.Time) {
 		return
 	}
 }
+
+// bootedHost is the live host of the infra a registering machine was already registered as,
+// found by the machine records of its MACs; nil if none.
+func (f *FSM) bootedHost(p *raftcmdv1.Host, infraID string) *state.Host {
+	for _, nic := range p.GetNics() {
+		m, ok := f.st.Machine(canonicalMAC(nic.GetMac()))
+		if !ok || m.HostID == "" || m.InfraID != infraID {
+			continue
+		}
+		if h, ok := f.st.Host(m.HostID); ok && h.InfraID == infraID && h.State != state.HostDecommissioned {
+			return h
+		}
+	}
+	return nil
+}

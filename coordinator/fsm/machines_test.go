@@ -137,3 +137,36 @@ func TestAutoAccept(t *testing.T) {
 		}
 	}
 }
+
+// TestRebootedMachineKeepsItsHost: the live image keeps no identity, so a network-booted
+// machine registers again at every boot with a new key; it gets its host back (same ID,
+// state kept, new key) instead of a second host, and the join token counts the use.
+func TestRebootedMachineKeepsItsHost(t *testing.T) {
+	r := filled(t)
+	r.ok(command.TypeCreateInfra, infraCmd("infra_bm", "bm", "baremetal", ""))
+	r.ok(command.TypeCreateJoinToken, joinTokenCmd("jt_bm", "infra_bm", "hash-jt-bm"))
+	const mac = "52:54:00:dd:00:01"
+	boot := func(hostID, key string) *state.Host {
+		r.ok(command.TypeRecordBoot, &raftcmdv1.RecordBoot{Mac: mac, InfraId: "infra_bm", Kind: "boot.script", Detail: "agent", LoopLimit: 5, At: r.at()})
+		return r.ok(command.TypeRegisterAgent, &raftcmdv1.RegisterAgent{JoinTokenId: "jt_bm", KeyId: key, At: r.at(), Host: &raftcmdv1.Host{
+			Id: hostID, InfraId: "infra_bm", Hostname: "node", Cpus: 4, MemoryBytes: 8 << 30,
+			Nics: []*raftcmdv1.NIC{{Name: "eth0", Mac: mac}}}}).(*state.Host)
+	}
+	first := boot("host_first", "key-1")
+	r.ok(command.TypeAcceptHost, &raftcmdv1.AcceptHost{Id: first.ID, At: r.at()})
+	again := boot("host_second", "key-2")
+	if again.ID != first.ID || again.KeyID != "key-2" || again.State != state.HostAvailable {
+		t.Fatalf("second boot registered as %+v, want host %s back (available, new key)", again, first.ID)
+	}
+	if h := r.host("host_second"); h != nil {
+		t.Errorf("a second host was created: %+v", h)
+	}
+	if m := machine(r, mac); m.HostID != first.ID || m.Boots != 0 || m.State != state.MachineRegistered {
+		t.Errorf("machine after the second registration: %+v", m)
+	}
+	var uses int
+	r.f.Read(func(st *state.State) { jt, _ := st.JoinToken("jt_bm"); uses = jt.Uses })
+	if uses != 2 {
+		t.Errorf("join token uses %d, want 2", uses)
+	}
+}

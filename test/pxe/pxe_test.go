@@ -181,6 +181,13 @@ func registered(t *testing.T, api *client.Client, r *replica, infraID string, v 
 		return false
 	})
 	t.Logf("VM start -> host %s registered: %v", host.ID, time.Since(v.started).Round(100*time.Millisecond))
+	if m, err := api.GetMachine(context.Background(), vmMAC); err == nil {
+		for _, e := range m.History {
+			if e.Time.After(v.started.Add(-time.Second)) {
+				t.Logf("  +%5.1fs %s %s", e.Time.Sub(v.started).Seconds(), e.Kind, e.Detail)
+			}
+		}
+	}
 	if host.MemoryBytes < 900<<20 || host.MemoryBytes > 1024<<20 {
 		t.Errorf("host memory %d bytes, want the VM's 1024 MiB less the kernel's share", host.MemoryBytes)
 	}
@@ -297,6 +304,24 @@ func TestPXEBootSurvivesAReplica(t *testing.T) {
 		return err == nil
 	})
 	v := seg.bootVM(t, "bios")
-	registered(t, api2, c2, infra.ID, v)
+	first := registered(t, api2, c2, infra.ID, v)
+
+	// The live image keeps no identity: booted again, the machine registers with a new key
+	// and gets its host back; no second host appears.
+	_ = syscall.Kill(v.cmd.Process.Pid, syscall.SIGKILL)
+	<-v.exited
+	again := seg.bootVM(t, "bios")
+	waitFor(t, 5*time.Minute, "the rebooted VM to register again", c2, func() bool {
+		m, err := api2.GetMachine(context.Background(), vmMAC)
+		return err == nil && strings.Count(bootKinds(m), "agent.registered") >= 2
+	})
+	l, err := api2.ListHosts(context.Background(), client.ListOptions{InfraID: infra.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Total != 1 || l.Items[0].ID != first.ID {
+		t.Errorf("after a reboot into the live image: %d host(s) %+v, want host %s alone", l.Total, l.Items, first.ID)
+	}
+	t.Logf("second boot -> registered again as %s: %v", first.ID, time.Since(again.started).Round(100*time.Millisecond))
 	_ = c3
 }
