@@ -109,7 +109,7 @@ func parseRange(s string) (netip.Addr, netip.Addr, error) {
 
 // Service is what the boot services need of the coordinator's service layer.
 type Service interface {
-	RecordBoot(ctx context.Context, mac net.HardwareAddr, infraID, kind, detail string, loopLimit int) error
+	RecordBoot(ctx context.Context, mac net.HardwareAddr, infraID, kind, detail string, loopLimit int, at time.Time) error
 	AllocateLease(ctx context.Context, mac net.HardwareAddr, infraID, lo, hi string, d time.Duration) (*v1.Machine, error)
 	LocalMachine(mac string) (*v1.Machine, error)
 	GetInfra(ctx context.Context, id string) (*v1.Infra, error)
@@ -146,6 +146,7 @@ type Services struct {
 type bootEvent struct {
 	mac          net.HardwareAddr
 	kind, detail string
+	at           time.Time
 }
 
 // New prepares the services; nothing listens before Run.
@@ -285,7 +286,7 @@ func (s *Services) Run(ctx context.Context) error {
 // informative, the boot goes on).
 func (s *Services) event(mac net.HardwareAddr, kind, detail string) {
 	select {
-	case s.events <- bootEvent{mac: mac, kind: kind, detail: detail}:
+	case s.events <- bootEvent{mac: mac, kind: kind, detail: detail, at: time.Now()}:
 	default:
 		s.log.Warn("boot event dropped: queue full", logkey.MAC, mac.String(), "kind", kind)
 	}
@@ -300,7 +301,7 @@ func (s *Services) recordLoop(ctx context.Context) {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			infra, err := s.infra(wctx)
 			if err == nil {
-				err = s.svc.RecordBoot(wctx, e.mac, infra, e.kind, e.detail, s.cfg.LoopLimit)
+				err = s.svc.RecordBoot(wctx, e.mac, infra, e.kind, e.detail, s.cfg.LoopLimit, e.at)
 			}
 			if err != nil {
 				s.log.Warn("boot event not recorded", logkey.MAC, e.mac.String(), "kind", e.kind, logkey.Err, err)

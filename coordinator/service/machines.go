@@ -81,10 +81,11 @@ func (s *Service) SetMachineBoot(ctx context.Context, mac string, req *v1.SetMac
 	return s.LocalMachine(mac)
 }
 
-// RecordBoot adds a step to a machine's boot history (the boot services' write).
-func (s *Service) RecordBoot(ctx context.Context, mac net.HardwareAddr, infraID, kind, detail string, loopLimit int) error {
+// RecordBoot adds a step to a machine's boot history (the boot services' write); at is when
+// it happened (the write may come a little later).
+func (s *Service) RecordBoot(ctx context.Context, mac net.HardwareAddr, infraID, kind, detail string, loopLimit int, at time.Time) error {
 	_, err := s.apply(ctx, command.TypeRecordBoot, &raftcmdv1.RecordBoot{Mac: mac.String(), InfraId: infraID, Kind: kind, Detail: detail,
-		LoopLimit: int32(loopLimit), At: unixNano(s.now())}, mac.String())
+		LoopLimit: int32(loopLimit), At: unixNano(at)}, mac.String())
 	return err
 }
 
