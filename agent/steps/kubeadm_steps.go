@@ -371,3 +371,92 @@ func (s *readyStep) run(ctx context.Context, j *job) (string, error) {
 		}
 	}
 }
+
+// ---- drain, delete-node ----
+//
+// Both run on a joined control plane for the worker leaving (node_name), with the control
+// plane's admin kubeconfig: the leaving host may already be gone. Both are idempotent: a
+// node that is no longer in the cluster has nothing left to drain or delete.
+
+// notInCluster tells whether kubectl's output says the node does not exist.
+func notInCluster(tail []string, node string) bool {
+	return strings.Contains(strings.Join(tail, "\n"), `nodes "`+node+`" not found`)
+}
+
+type drainStep struct {
+	node    string
+	timeout time.Duration
+}
+
+func parseDrain(p params, files []*agentv1.File) (step, error) {
+	if err := takesNoFiles(files); err != nil {
+		return nil, err
+	}
+	var s drainStep
+	var err error
+	if s.node, err = p.nodeName("node_name"); err != nil {
+		return nil, err
+	}
+	if s.timeout, err = p.duration("timeout"); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// done: draining again is cheap and kubectl's own answer is the check.
+func (s *drainStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
+
+func (s *drainStep) run(ctx context.Context, j *job) (string, error) {
+	if !exists(j.e.files, adminConf) {
+		return "", failf(reasonIO, "%s is missing: this host is not a control plane", adminConf)
+	}
+	j.progress("cordoning and draining node " + s.node)
+	// kubectl drain cordons, then evicts through the eviction API, so PodDisruptionBudgets
+	// are honoured; a blocked eviction fails at --timeout with kubectl's reason.
+	res, err := j.command(ctx, toolKubectl, "--kubeconfig", j.hostPath(adminConf), "drain", s.node,
+		"--ignore-daemonsets", "--delete-emptydir-data", "--timeout="+s.timeout.String())
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", err
+	case err != nil:
+		return "", wrapf(reasonIO, err, "kubectl cannot be run")
+	case res.ExitCode == 0:
+		return "node " + s.node + " cordoned and drained", nil
+	case notInCluster(res.Tail, s.node):
+		return "node " + s.node + " is not in the cluster: nothing to drain", nil
+	default:
+		return "", exitError(toolKubectl, res.ExitCode, res.Tail)
+	}
+}
+
+type deleteNodeStep struct{ node string }
+
+func parseDeleteNode(p params, files []*agentv1.File) (step, error) {
+	if err := takesNoFiles(files); err != nil {
+		return nil, err
+	}
+	node, err := p.nodeName("node_name")
+	if err != nil {
+		return nil, err
+	}
+	return &deleteNodeStep{node: node}, nil
+}
+
+func (s *deleteNodeStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
+
+func (s *deleteNodeStep) run(ctx context.Context, j *job) (string, error) {
+	if !exists(j.e.files, adminConf) {
+		return "", failf(reasonIO, "%s is missing: this host is not a control plane", adminConf)
+	}
+	res, err := j.command(ctx, toolKubectl, "--kubeconfig", j.hostPath(adminConf), "delete", "node", s.node, "--ignore-not-found")
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", err
+	case err != nil:
+		return "", wrapf(reasonIO, err, "kubectl cannot be run")
+	case res.ExitCode == 0:
+		return "node " + s.node + " deleted", nil
+	default:
+		return "", exitError(toolKubectl, res.ExitCode, res.Tail)
+	}
+}

@@ -37,6 +37,8 @@ var stepTable = map[string]parseFunc{
 	"credentials": parseCredentials,
 	"join":        parseJoin,
 	"ready":       parseReady,
+	"drain":       parseDrain,
+	"delete-node": parseDeleteNode,
 	"reset":       parseReset,
 }
 

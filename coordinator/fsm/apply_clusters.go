@@ -270,7 +270,7 @@ func (f *FSM) shrinkWorkers(clusterID string, n int, at time.Time) {
 			f.release(nd)
 			continue
 		}
-		f.markRemoving(nd, at)
+		f.markRemoving(nd, at, nd.Done(state.StepJoin))
 	}
 }
 
@@ -320,7 +320,7 @@ func (f *FSM) applyDeleteCluster(m *raftcmdv1.DeleteCluster) any {
 		}
 		remaining++
 		if n.State != state.NodeRemoving {
-			f.markRemoving(n, at)
+			f.markRemoving(n, at, false)
 		}
 	}
 	if remaining == 0 {

@@ -51,7 +51,11 @@ func (f *FSM) applyDispatchStep(m *raftcmdv1.DispatchStep) any {
 	if i < 0 {
 		return state.Conflict("node %s has no step %s", old.HostID, m.GetStep())
 	}
-	if next := old.Next(); next != i && !(m.GetStep() == state.StepCredentials && next == i+1) {
+	next := old.Next()
+	if old.State == state.NodeRemoving {
+		next = old.NextRemoval()
+	}
+	if next != i && !(m.GetStep() == state.StepCredentials && next == i+1) {
 		return state.Conflict("step %s is not the next step of node %s", m.GetStep(), old.HostID)
 	}
 	s := old.Steps[i]
@@ -174,6 +178,10 @@ func (f *FSM) stepSucceeded(n *state.Node, name string, at time.Time) any {
 		if n.State != state.NodeRemoving {
 			n.State = state.NodeJoined
 		}
+	case state.StepDrain:
+		f.event(n.ClusterID, n.HostID, "node.drained", "node of host "+n.HostID+" cordoned and drained", at)
+	case state.StepDeleteNode:
+		f.event(n.ClusterID, n.HostID, "node.deleted", "Node object of host "+n.HostID+" deleted from the cluster", at)
 	case state.StepReset:
 		f.st.PutNode(n)
 		f.release(n)
@@ -181,10 +189,14 @@ func (f *FSM) stepSucceeded(n *state.Node, name string, at time.Time) any {
 		f.removeIfDrained(n.ClusterID)
 		return nil
 	}
-	if n.Next() < 0 {
+	next := n.Next()
+	if n.State == state.NodeRemoving {
+		next = n.NextRemoval()
+	}
+	if next < 0 {
 		n.Step = ""
 	} else {
-		n.Step = n.Steps[n.Next()].Name
+		n.Step = n.Steps[next].Name
 	}
 	f.st.PutNode(n)
 	return n
@@ -199,18 +211,26 @@ func (f *FSM) removeIfDrained(clusterID string) {
 }
 
 // markRemoving turns a node's plan into its removal: what ran stays for the record, what
-// never started is dropped, and `reset` comes last.
-func (f *FSM) markRemoving(old *state.Node, at time.Time) {
+// never started is dropped, and the removal steps come last: drain and delete-node when
+// drain is set (a joined worker leaving a cluster that stays), then reset. A node already
+// removing keeps its removal (a cluster deleted during a scale-down still drains the
+// worker it had started on).
+func (f *FSM) markRemoving(old *state.Node, at time.Time, drain bool) {
+	if old.State == state.NodeRemoving {
+		return
+	}
 	n := *old
 	n.State = state.NodeRemoving
 	n.Steps = nil
 	for _, s := range old.Steps {
-		if s.State != state.StepPending && s.Name != state.StepReset {
+		if s.State != state.StepPending && !state.IsRemovalStep(s.Name) {
 			n.Steps = append(n.Steps, s)
 		}
 	}
-	n.Steps = append(n.Steps, state.Step{Name: state.StepReset, State: state.StepPending})
-	n.Step = state.StepReset
+	for _, name := range state.RemovalSteps(drain) {
+		n.Steps = append(n.Steps, state.Step{Name: name, State: state.StepPending})
+	}
+	n.Step = n.Steps[n.NextRemoval()].Name
 	n.UpdatedAt = at
 	f.st.PutNode(&n)
 }

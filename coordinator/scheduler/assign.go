@@ -21,6 +21,9 @@ const (
 	ServiceSubnet = "10.96.0.0/12"
 	// readyTimeout bounds the agent's wait for its node to be Ready.
 	readyTimeout = "10m"
+	// drainTimeout bounds one drain attempt (kubectl drain --timeout): a drain that a
+	// PodDisruptionBudget blocks fails then, with kubectl's reason, and is retried.
+	drainTimeout = "5m"
 )
 
 //go:embed cni/bridge.yaml
@@ -138,6 +141,8 @@ func assignment(st *state.State, c *state.Cluster, n *state.Node, s state.Step, 
 		}
 	case state.StepReady:
 		p["timeout"] = readyTimeout
+	case state.StepDrain:
+		p["timeout"] = drainTimeout
 	}
 	return a, nil
 }

@@ -288,7 +288,7 @@ func (pl *planner) removal(n *state.Node) {
 	if n.State != state.NodeRemoving {
 		return
 	}
-	ri := n.StepIndex(state.StepReset)
+	ri := n.NextRemoval()
 	if ri < 0 {
 		return
 	}
@@ -299,14 +299,25 @@ func (pl *planner) removal(n *state.Node) {
 	}
 	s := n.Steps[ri]
 	if s.State == state.StepFailed {
+		// Removal steps are retried without limit, with backoff: a drain that a
+		// PodDisruptionBudget blocks says so in each failure's event, and goes on once
+		// the budget allows; a deletion must finish.
 		if now, _ := pl.retry(s, 0); !now {
 			return
 		}
 	}
-	if s.State == state.StepSucceeded || !pl.online(n.HostID) {
+	executor := n.HostID
+	if s.Name == state.StepDrain || s.Name == state.StepDeleteNode {
+		// kubectl runs on a joined control plane, with its admin kubeconfig: the node
+		// itself may be gone already.
+		executor = pl.minter()
+		if executor == "" {
+			return
+		}
+	} else if !pl.online(n.HostID) {
 		return
 	}
-	pl.actions = append(pl.actions, Action{Kind: Dispatch, ClusterID: pl.v.Cluster.ID, HostID: n.HostID, Step: state.StepReset, Attempt: s.Attempt + 1, Executor: n.HostID})
+	pl.actions = append(pl.actions, Action{Kind: Dispatch, ClusterID: pl.v.Cluster.ID, HostID: n.HostID, Step: s.Name, Attempt: s.Attempt + 1, Executor: executor})
 }
 
 // vip decides whether the cluster's VIP needs a new holder: nobody holds it, or the holder

@@ -233,6 +233,41 @@ func TestPlan(t *testing.T) {
 			node(v, "h1").APIReady = true
 			return v
 		}, want: nil},
+		{name: "scale-down: a control plane drains the leaving worker first", view: func() View {
+			v := fixture(0, 2)
+			v.Cluster.Status = state.StatusScaling
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			finish(v, "w2", "preflight", "prepare", "credentials", "join", "ready")
+			w := node(v, "w2")
+			w.State = state.NodeRemoving
+			w.Steps = append(w.Steps, state.NewSteps(state.RemovalSteps(true)...)...)
+			v.Hosts["w2"].State = state.HostOffline // the leaving host may be gone already
+			return v
+		}, want: []string{"dispatch drain#1 host=w2 executor=h0"}},
+		{name: "scale-down: then the Node object, then reset on the node itself", view: func() View {
+			v := fixture(0, 2)
+			v.Cluster.Status = state.StatusScaling
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			finish(v, "w2", "preflight", "prepare", "credentials", "join", "ready")
+			w := node(v, "w2")
+			w.State = state.NodeRemoving
+			w.Steps = append(w.Steps, state.NewSteps(state.RemovalSteps(true)...)...)
+			finish(v, "w2", "drain", "delete-node")
+			return v
+		}, want: []string{"dispatch reset#1 host=w2 executor=w2"}},
+		{name: "scale-down: a failed drain (a disruption budget) waits out its backoff", view: func() View {
+			v := fixture(0, 1)
+			v.Cluster.Status = state.StatusScaling
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			w := node(v, "w1")
+			w.State = state.NodeRemoving
+			w.Steps = append(w.Steps, state.NewSteps(state.RemovalSteps(true)...)...)
+			setStep(v, "w1", state.Step{Name: "drain", State: state.StepFailed, Attempt: 4, Executor: "h0", EndedAt: t0, Reason: "kubectl.exit_1"})
+			return v
+		}, want: nil, requeue: 16 * time.Second},
 		{name: "error and running clusters get nothing", view: func() View {
 			v := fixture(0, 1)
 			v.Cluster.Status = state.StatusError

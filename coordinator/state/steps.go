@@ -17,8 +17,28 @@ const (
 	StepCredentials = "credentials"
 	StepJoin        = "join"
 	StepReady       = "ready"
-	StepReset       = "reset"
+	// StepDrain and StepDeleteNode remove a worker from Kubernetes before its reset: a
+	// joined control plane cordons and drains it (the eviction API, so PodDisruptionBudgets
+	// hold), then deletes its Node object.
+	StepDrain      = "drain"
+	StepDeleteNode = "delete-node"
+	StepReset      = "reset"
 )
+
+// RemovalSteps is the plan that takes a node out: drain and delete its Node object first
+// when it is leaving a cluster that stays (a scale-down), reset alone when the whole
+// cluster goes.
+func RemovalSteps(drain bool) []string {
+	if drain {
+		return []string{StepDrain, StepDeleteNode, StepReset}
+	}
+	return []string{StepReset}
+}
+
+// IsRemovalStep tells whether a step belongs to a node's removal.
+func IsRemovalStep(name string) bool {
+	return name == StepDrain || name == StepDeleteNode || name == StepReset
+}
 
 // Step states.
 const (
@@ -107,6 +127,17 @@ func (n *Node) StepIndex(name string) int {
 func (n *Node) Next() int {
 	for i, s := range n.Steps {
 		if s.State != StepSucceeded {
+			return i
+		}
+	}
+	return -1
+}
+
+// NextRemoval returns the index of a removing node's first removal step that has not
+// succeeded, or -1. Steps of its plan that failed before the removal do not hold it up.
+func (n *Node) NextRemoval() int {
+	for i, s := range n.Steps {
+		if IsRemovalStep(s.Name) && s.State != StepSucceeded {
 			return i
 		}
 	}

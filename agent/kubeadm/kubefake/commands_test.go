@@ -133,8 +133,8 @@ func TestKubectlRefusals(t *testing.T) {
 			want: []string{"fakekube: kubectl get pods is not simulated"}},
 		{name: "unknown command", args: []string{"--kubeconfig", admin, "frobnicate"},
 			want: []string{`error: unknown command "frobnicate" for "kubectl"`}},
-		{name: "unsimulated command", args: []string{"--kubeconfig", admin, "delete", "node", "cp1"},
-			want: []string{"fakekube: kubectl delete is not simulated"}},
+		{name: "unsimulated command", args: []string{"--kubeconfig", admin, "cordon", "cp1"},
+			want: []string{"fakekube: kubectl cordon is not simulated"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,7 +36,10 @@ var realistic = map[string]time.Duration{
 
 	"token/create":  300 * time.Millisecond,
 	"kubectl/apply": 1 * time.Second,
-	"node-ready":    5 * time.Second,
+	// A drain evicts nothing but waits on the API server a few times; delete is one call.
+	"kubectl/drain":  2 * time.Second,
+	"kubectl/delete": 300 * time.Millisecond,
+	"node-ready":     5 * time.Second,
 }
 
 // RealisticDelays returns a Delay function with realistic per-phase timings (kubeadm init

@@ -14,6 +14,7 @@ const (
 	boolFlag
 	sliceFlag // pflag StringSlice: comma-separated, accumulates over repeats
 	durationFlag
+	intFlag // pflag Int: strconv.ParseInt with base 0
 )
 
 // flagSpec is one flag the fake accepts, spelt as the real command spells it.
@@ -140,11 +141,40 @@ var kubectlCommands = []*command{
 			"show-managed-fields", "server-print",
 		},
 	},
+	{
+		// kubectl/pkg/cmd/drain/drain.go
+		tool: "kubectl", name: "drain",
+		flags: []flagSpec{
+			{name: "force", kind: boolFlag},
+			{name: "ignore-daemonsets", kind: boolFlag},
+			{name: "delete-emptydir-data", kind: boolFlag},
+			{name: "grace-period", kind: intFlag},
+			{name: "timeout", kind: durationFlag},
+			{name: "pod-selector", kind: stringFlag},
+			{name: "disable-eviction", kind: boolFlag},
+			{name: "skip-wait-for-delete-timeout", kind: intFlag},
+		},
+		unsimulated: []string{"delete-local-data", "chunk-size", "dry-run", "selector/l"},
+	},
+	{
+		// kubectl/pkg/cmd/delete/delete_flags.go
+		tool: "kubectl", name: "delete",
+		flags: []flagSpec{
+			{name: "ignore-not-found", kind: boolFlag},
+			{name: "timeout", kind: durationFlag},
+			{name: "wait", kind: boolFlag},
+		},
+		unsimulated: []string{
+			"all", "all-namespaces/A", "cascade", "field-selector", "filename/f", "force",
+			"grace-period", "interactive/i", "kustomize/k", "now", "output/o", "raw",
+			"recursive/R", "selector/l", "dry-run",
+		},
+	},
 }
 
 var kubectlUnsimulatedCommands = []string{
-	"create", "expose", "run", "set", "explain", "edit", "delete", "rollout", "scale",
-	"autoscale", "certificate", "cluster-info", "top", "cordon", "uncordon", "drain", "taint",
+	"create", "expose", "run", "set", "explain", "edit", "rollout", "scale",
+	"autoscale", "certificate", "cluster-info", "top", "cordon", "uncordon", "taint",
 	"describe", "logs", "attach", "exec", "port-forward", "proxy", "cp", "auth", "debug",
 	"events", "diff", "patch", "replace", "wait", "kustomize", "label", "annotate",
 	"completion", "api-resources", "api-versions", "config", "plugin", "version", "options",
@@ -267,6 +297,10 @@ func (p *parsed) set(spec *flagSpec, value string, hasValue bool) error {
 		}
 	case durationFlag:
 		if _, err := time.ParseDuration(value); err != nil {
+			return invalidFlagValue(spec, value, err)
+		}
+	case intFlag:
+		if _, err := strconv.ParseInt(value, 0, 64); err != nil {
 			return invalidFlagValue(spec, value, err)
 		}
 	case sliceFlag:

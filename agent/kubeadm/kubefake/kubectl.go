@@ -48,10 +48,15 @@ func (r *run) kubectl(args []string) int {
 	if err != nil {
 		return r.finishKubectl(&usageError{err: err, path: cmd.path()})
 	}
-	if cmd.name == "apply" {
+	switch cmd.name {
+	case "apply":
 		err = r.apply(p)
-	} else {
+	case "get":
 		err = r.get(p)
+	case "drain":
+		err = r.drain(p)
+	case "delete":
+		err = r.deleteNode(p)
 	}
 	return r.finishKubectl(err)
 }
@@ -319,6 +324,9 @@ func (r *run) get(p parsed) error {
 		status, roles := "NotReady", "<none>"
 		if ready {
 			status = "Ready"
+		}
+		if node.Cordoned {
+			status += ",SchedulingDisabled"
 		}
 		if node.ControlPlane {
 			roles = "control-plane"

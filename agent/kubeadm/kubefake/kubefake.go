@@ -42,8 +42,9 @@ type Options struct {
 	Version string
 	// Delay says how long a phase takes; nil means instant. Phases are named
 	// "<subcommand>/<phase>" for kubeadm ("init/preflight", "join/kubelet-start",
-	// "reset/cleanup-node", "token/create"), "kubectl/apply", and "node-ready": how long a
-	// node takes to turn Ready once it is registered and the CNI is applied.
+	// "reset/cleanup-node", "token/create"), "kubectl/apply", "kubectl/drain" (between
+	// cordon and drained), "kubectl/delete", and "node-ready": how long a node takes to
+	// turn Ready once it is registered and the CNI is applied.
 	Delay func(phase string) time.Duration
 	// Stdout receives the tool's standard output (nil: discarded).
 	Stdout io.Writer

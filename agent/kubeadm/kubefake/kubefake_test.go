@@ -470,6 +470,8 @@ func TestDelays(t *testing.T) {
 	cp2 := e.host(true)
 	writeFile(t, cp2, joinPath, joinConfigYAML("cp2", "cp2tok.0123456789abcdef", e.pki.caHash, "10.0.0.12"), 0o600)
 	e.must(e.kubeadm("join", "--config", joinPath, "--rootfs", cp2))
+	e.must(e.kubectl("--kubeconfig", admin, "drain", "cp2", "--ignore-daemonsets"))
+	e.must(e.kubectl("--kubeconfig", admin, "delete", "node", "cp2"))
 	e.must(e.kubeadm("reset", "--force", "--rootfs", cp2))
 
 	var unknown, unused []string

@@ -139,6 +139,11 @@ func (r *run) unregister(h *hostFS, endpoint, node string) error {
 	}
 	return r.store.update(func(st *fakeState) error {
 		forgetRoot(st, h.base)
+		if node != "" {
+			st.record("reset", node)
+		} else {
+			st.record("reset", h.base)
+		}
 		cl := st.clusterAt(endpoint)
 		if cl == nil || node == "" {
 			return nil

@@ -35,6 +35,8 @@ type fakeState struct {
 	Kubeconfigs map[string]kubeconfigOwner `json:"kubeconfigs,omitempty"`
 	// Failures counts the invocations still to fail, by failureKey.
 	Failures map[string]int `json:"failures,omitempty"`
+	// Journal lists what the fake did to nodes, in order: see Journal.
+	Journal []string `json:"journal,omitempty"`
 }
 
 type cluster struct {
@@ -114,6 +116,10 @@ type nodeRecord struct {
 	APIEndpoint  string    `json:"apiEndpoint,omitempty"` // a control plane's advertise address:port
 	Root         string    `json:"root"`
 	RegisteredAt time.Time `json:"registeredAt"`
+	// Cordoned is spec.unschedulable, set by kubectl drain before it evicts anything;
+	// Drained is set once drain has evicted every pod it had to.
+	Cordoned bool `json:"cordoned,omitempty"`
+	Drained  bool `json:"drained,omitempty"`
 }
 
 type kubeconfigOwner struct {
@@ -322,17 +328,21 @@ func splitFields(line string) ([]string, error) {
 }
 
 // Subcommands FailNext knows: kubeadm's by their command path, kubectl's by verb.
-var failableSubcommands = []string{"init", "join", "reset", "token create", "apply", "get"}
+var failableSubcommands = []string{"init", "join", "reset", "token create", "apply", "get", "drain", "delete"}
 
 func failureKey(subcommand, node string) string { return subcommand + "@" + node }
 
 // FailNext makes the next n invocations of subcommand ("init", "join", "reset",
-// "token create", or kubectl's "apply" and "get") for node nodeName fail like the real tool
-// does, after printing its first phases. nodeName "" matches any node. The node of an
-// invocation is the one it runs on: nodeRegistration.name for init and join, the node whose
-// kubelet.conf reset finds, and for token create and kubectl the node that the kubeconfig
-// they are given was written for. n == 0 clears the setting. Stored in stateDir, so it
-// reaches fakes in other processes.
+// "token create", or kubectl's "apply", "get", "drain" and "delete") for node nodeName fail
+// like the real tool does, after printing its first phases. nodeName "" matches any node.
+// The node of an invocation is the one it runs on: nodeRegistration.name for init and join,
+// the node whose kubelet.conf reset finds, and for token create, apply and get the node that
+// the kubeconfig they are given was written for. kubectl drain and delete node instead
+// match the node they act on (the NODE argument). An armed drain cordons the node, then
+// fails evicting a pod guarded by a PodDisruptionBudget (a drain with --disable-eviction
+// deletes instead of evicting, so it neither fails nor uses up the count); an armed
+// delete finds the API server refusing connections. n == 0 clears the setting. Stored in
+// stateDir, so it reaches fakes in other processes.
 func FailNext(stateDir, subcommand, nodeName string, n int) error {
 	if !slices.Contains(failableSubcommands, subcommand) {
 		return fmt.Errorf("kubefake: cannot fail %q: known subcommands are %q", subcommand, failableSubcommands)
@@ -358,17 +368,53 @@ func FailNext(stateDir, subcommand, nodeName string, n int) error {
 func (s store) consumeFailure(subcommand, node string) (bool, error) {
 	fail := false
 	err := s.update(func(st *fakeState) error {
-		for _, k := range []string{failureKey(subcommand, node), failureKey(subcommand, "")} {
-			if st.Failures[k] > 0 {
-				st.Failures[k]--
-				if st.Failures[k] == 0 {
-					delete(st.Failures, k)
-				}
-				fail = true
-				return nil
-			}
+		if fail = st.takeFailure(subcommand, node); fail {
+			return nil
 		}
 		return errUnchanged
 	})
 	return fail, err
+}
+
+// takeFailure is consumeFailure on a state already held under the lock.
+func (st *fakeState) takeFailure(subcommand, node string) bool {
+	for _, k := range []string{failureKey(subcommand, node), failureKey(subcommand, "")} {
+		if st.Failures[k] > 0 {
+			st.Failures[k]--
+			if st.Failures[k] == 0 {
+				delete(st.Failures, k)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// record appends a line to the journal; the caller holds the lock through store.update, so
+// the line lands together with the change it describes.
+func (st *fakeState) record(fields ...string) {
+	for i, f := range fields {
+		fields[i] = quoteField(f)
+	}
+	st.Journal = append(st.Journal, strings.Join(fields, " "))
+}
+
+// Journal returns, oldest first, what the fakes in stateDir did to nodes, one line each:
+//
+//	drain <endpoint> <node>        kubectl drain succeeded (the node is cordoned and empty)
+//	delete-node <endpoint> <node>  kubectl delete node removed the node from its cluster
+//	reset <node>                   kubeadm reset cleaned a host whose kubelet.conf names <node>
+//	reset <root>                   kubeadm reset cleaned a host that was no node (absolute root)
+//
+// <endpoint> is the cluster's control-plane endpoint (host:port). Refused, failed and
+// dry-run invocations leave no line (Invocations has every call); fields that are not plain
+// words are Go-quoted. The journal lives in the state, so it is written under the same
+// lock and in the same atomic replacement as the change it records.
+func Journal(stateDir string) ([]string, error) {
+	var out []string
+	err := store{dir: stateDir}.view(func(st *fakeState) error {
+		out = slices.Clone(st.Journal)
+		return nil
+	})
+	return out, err
 }

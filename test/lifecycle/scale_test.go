@@ -1,0 +1,102 @@
+package lifecycle
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployme/deployme/agent/kubeadm/kubefake"
+	v1 "github.com/deployme/deployme/api/v1"
+)
+
+// TestScaleDownDrainsBeforeReset (issue 6, acceptance 1): 3+5 grows to 3+9, then shrinks to
+// 3+2. Each shrink is `scaling` then `running`; every removed worker is drained (cordon and
+// eviction) and its Node object deleted by a control plane before its own host runs kubeadm
+// reset, as the fake kubectl/kubeadm record it; removed hosts are available and hold nothing
+// we wrote.
+func TestScaleDownDrainsBeforeReset(t *testing.T) {
+	f := newFleet(t, 1, 12)
+	ctx := context.Background()
+	c := f.create("shrink", 3, 5)
+	f.waitStatus(c.ID, "running", 90*time.Second)
+	patch := func(workers int) {
+		t.Helper()
+		got, err := f.c.Client().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(workers)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != "scaling" {
+			t.Errorf("status after PATCH workers=%d: %s, want scaling", workers, got.Status)
+		}
+		got = f.waitStatus(c.ID, "running", 90*time.Second)
+		if got.Workers != workers || got.NodeCount != 3+workers {
+			t.Errorf("after PATCH workers=%d: workers %d, node_count %d", workers, got.Workers, got.NodeCount)
+		}
+	}
+	patch(9)
+	before, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch(2)
+	after, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, n := range after.Items {
+		kept[n.HostID] = true
+	}
+	journal, err := kubefake.Journal(f.fakeState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, n := range before.Items {
+		if kept[n.HostID] {
+			continue
+		}
+		removed++
+		if n.Role != "worker" {
+			t.Errorf("a %s was removed (%s), want workers only", n.Role, n.HostID)
+		}
+		h := f.hostByID(n.HostID)
+		// The node name is the host's (the fake joins under it).
+		order := journalFor(journal, n.Hostname)
+		if want := []string{"drain", "delete-node", "reset"}; !slices.Equal(order, want) {
+			t.Errorf("host %s (node %s): journal %v, want %v\nfull journal:\n%s", n.HostID, n.Hostname, order, want, strings.Join(journal, "\n"))
+		}
+		got, err := f.c.Client().GetHost(ctx, n.HostID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != v1.HostAvailable || got.ClusterID != "" {
+			t.Errorf("removed host %s is %s (cluster %q), want available", n.HostID, got.State, got.ClusterID)
+		}
+		if left := leftovers(t, h.root); len(left) > 0 {
+			t.Errorf("removed host %s still holds files we wrote: %v", h.name, left)
+		}
+	}
+	if removed != 7 {
+		t.Errorf("%d nodes removed, want 7", removed)
+	}
+	// The removal is in the cluster's events.
+	log := f.eventLog(c.ID)
+	if strings.Count(log, "node.drained") != 7 || strings.Count(log, "node.deleted") != 7 {
+		t.Errorf("events: %d node.drained and %d node.deleted, want 7 each", strings.Count(log, "node.drained"), strings.Count(log, "node.deleted"))
+	}
+}
+
+// journalFor is the sequence of removal operations the fake recorded for one node.
+func journalFor(journal []string, node string) []string {
+	var out []string
+	for _, line := range journal {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[len(f)-1] == node && (f[0] == "drain" || f[0] == "delete-node" || f[0] == "reset") {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
