@@ -58,6 +58,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.BoolVar(&cfg.PXE.ChainIPXE, "pxe-chain-ipxe", false, "give iPXE ROMs our iPXE binary over TFTP first, the script to the chained one")
 	fs.BoolVar(&cfg.PXE.RouterAdvertisements, "pxe-ipv6-ra", cfg.PXE.RouterAdvertisements, "multicast 'no IPv6 router here' on the boot segment (saves iPXE a 16 s wait per boot)")
 	fs.StringVar(&cfg.PXE.UEFIFile, "pxe-uefi-file", cfg.PXE.UEFIFile, "iPXE binary for UEFI machines: ipxe.efi or snponly.efi")
+	fs.DurationVar(&cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace-offline-after", cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace a worker whose host has been offline this long with another host (0: never; control planes are never replaced)")
 	fs.DurationVar(&cfg.Liveness.TTL, "liveness-ttl", cfg.Liveness.TTL, "how long an agent may go unheard before its host is offline (0 turns liveness off)")
 	fs.DurationVar(&cfg.Liveness.Grace, "liveness-grace", cfg.Liveness.Grace, "how long a new leader waits, beyond the TTL, before declaring hosts offline")
 	dev := fs.Bool("dev", false, "development mode: simulated hosts in this process (labelled simulated=true); see README")

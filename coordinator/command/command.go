@@ -55,6 +55,7 @@ const (
 	TypeSetMachineBoot   Type = 29
 	TypeAllocateLease    Type = 30
 	TypeSetHostNetwork   Type = 31
+	TypeReplaceWorker    Type = 32
 )
 
 // Version is the payload encoding version written by this code.
@@ -92,6 +93,7 @@ var names = map[Type]string{
 	TypeSetMachineBoot:   "set_machine_boot",
 	TypeAllocateLease:    "allocate_lease",
 	TypeSetHostNetwork:   "set_host_network",
+	TypeReplaceWorker:    "replace_worker",
 }
 
 func (t Type) String() string {
@@ -169,6 +171,8 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.AllocateLease{}, nil
 	case TypeSetHostNetwork:
 		return &raftcmdv1.SetHostNetwork{}, nil
+	case TypeReplaceWorker:
+		return &raftcmdv1.ReplaceWorker{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

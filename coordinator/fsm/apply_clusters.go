@@ -270,7 +270,7 @@ func (f *FSM) shrinkWorkers(clusterID string, n int, at time.Time) {
 			f.release(nd)
 			continue
 		}
-		f.markRemoving(nd, at, nd.Done(state.StepJoin))
+		f.markRemoving(nd, at, state.RemovalSteps(nd.Done(state.StepJoin)))
 	}
 }
 
@@ -320,7 +320,7 @@ func (f *FSM) applyDeleteCluster(m *raftcmdv1.DeleteCluster) any {
 		}
 		remaining++
 		if n.State != state.NodeRemoving {
-			f.markRemoving(n, at, false)
+			f.markRemoving(n, at, state.RemovalSteps(false))
 		}
 	}
 	if remaining == 0 {
@@ -363,4 +363,36 @@ func (f *FSM) applySetNodeState(m *raftcmdv1.SetNodeState) any {
 	f.st.PutNode(&n)
 	f.event(n.ClusterID, n.HostID, "node.state", fmt.Sprintf("node %s is %s %s", n.HostID, n.State, n.Step), at)
 	return &n
+}
+
+// applyReplaceWorker takes out a worker whose host is offline and places a new one of the
+// cluster's size: the old node's Node object is deleted by a control plane and its host
+// resets whenever it comes back; the cluster is scaling until the new worker is ready.
+func (f *FSM) applyReplaceWorker(m *raftcmdv1.ReplaceWorker) any {
+	old, ok := f.st.Cluster(m.GetClusterId())
+	if !ok {
+		return state.NotFound("cluster %s not found", m.GetClusterId())
+	}
+	if old.Status != state.StatusRunning {
+		return state.Conflict("cluster %s is %s: a worker is replaced only in a running cluster", old.ID, old.Status)
+	}
+	n, ok := f.st.Node(m.GetHostId())
+	if !ok || n.ClusterID != old.ID || n.Role != state.RoleWorker || n.State == state.NodeRemoving {
+		return state.Conflict("host %s is not a worker of cluster %s", m.GetHostId(), old.ID)
+	}
+	if h, ok := f.st.Host(n.HostID); !ok || h.State != state.HostOffline {
+		return state.Conflict("host %s is not offline", m.GetHostId())
+	}
+	placed, err := f.st.Place(old.InfraID, m.GetSize().GetName(), sizeFrom(m.GetSize()), 0, 1)
+	if err != nil {
+		return capacityError(err)
+	}
+	at := unixTime(m.GetAt())
+	f.markRemoving(n, at, state.ReplacementSteps())
+	f.reserve(old.ID, placed.Workers[0], state.RoleWorker, at)
+	c := *old
+	c.Status, c.StatusReason, c.UpdatedAt = state.StatusScaling, "", at
+	f.st.PutCluster(&c)
+	f.event(c.ID, n.HostID, "node.replaced", fmt.Sprintf("worker on host %s (%s) replaced by host %s", n.HostID, m.GetReason(), placed.Workers[0]), at)
+	return &c
 }

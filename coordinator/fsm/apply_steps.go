@@ -211,11 +211,11 @@ func (f *FSM) removeIfDrained(clusterID string) {
 }
 
 // markRemoving turns a node's plan into its removal: what ran stays for the record, what
-// never started is dropped, and the removal steps come last: drain and delete-node when
-// drain is set (a joined worker leaving a cluster that stays), then reset. A node already
+// never started is dropped, and the removal steps come last (state.RemovalSteps,
+// state.ReplacementSteps). A node already
 // removing keeps its removal (a cluster deleted during a scale-down still drains the
 // worker it had started on).
-func (f *FSM) markRemoving(old *state.Node, at time.Time, drain bool) {
+func (f *FSM) markRemoving(old *state.Node, at time.Time, removal []string) {
 	if old.State == state.NodeRemoving {
 		return
 	}
@@ -227,7 +227,7 @@ func (f *FSM) markRemoving(old *state.Node, at time.Time, drain bool) {
 			n.Steps = append(n.Steps, s)
 		}
 	}
-	for _, name := range state.RemovalSteps(drain) {
+	for _, name := range removal {
 		n.Steps = append(n.Steps, state.Step{Name: name, State: state.StepPending})
 	}
 	n.Step = n.Steps[n.NextRemoval()].Name

@@ -129,6 +129,8 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applyAllocateLease(m)
 	case *raftcmdv1.SetHostNetwork:
 		return f.applySetHostNetwork(m)
+	case *raftcmdv1.ReplaceWorker:
+		return f.applyReplaceWorker(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

@@ -289,6 +289,12 @@ func fill(r *replay) {
 	// refused the same way.
 	r.apply(command.TypeIdempotent, r.idempotentCmd("tok_admin/k2", "POST /v1/clusters b", command.TypeCreateCluster,
 		r.clusterCmd("cls_huge", "huge", "managed", fsm.ManagedInfraID, 3, 50, "small")))
+
+	// A worker of the running cls_prod loses its host: it is replaced by a free host.
+	lost := workerOf(r, "cls_prod")
+	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: lost, Online: false, At: r.at()})
+	r.ok(command.TypeReplaceWorker, &raftcmdv1.ReplaceWorker{ClusterId: "cls_prod", HostId: lost, Reason: "offline for 10m0s", Size: sizes["small"], At: r.at()})
+	r.setStatus("cls_prod", state.StatusRunning)
 }
 
 // idempotentCmd wraps a command as the REST layer does for a request with an
@@ -425,7 +431,7 @@ func TestRefusedWrites(t *testing.T) {
 				return r.clusterCmd("cls_x", "x", "baremetal", "infra_dc", 1, 1, "small")
 			}},
 		{name: "cluster too big", typ: command.TypeCreateCluster, kind: state.KindCapacity,
-			details: map[string]any{"needed": 6, "available": 4, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
+			details: map[string]any{"needed": 6, "available": 3, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
 			msg: func(r *replay) proto.Message {
 				return r.clusterCmd("cls_x", "x", "managed", fsm.ManagedInfraID, 3, 3, "small")
 			}},
@@ -435,7 +441,7 @@ func TestRefusedWrites(t *testing.T) {
 			details: map[string]any{"operation": state.StatusProvisioning},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_dc", 2, "medium", "") }},
 		{name: "patch workers beyond capacity", typ: command.TypePatchCluster, kind: state.KindCapacity,
-			details: map[string]any{"needed": 5, "available": 4, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
+			details: map[string]any{"needed": 5, "available": 3, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_prod", 8, "small", "") }},
 		{name: "patch node size without a spare host", typ: command.TypePatchCluster, kind: state.KindCapacity,
 			details: map[string]any{"needed": 1, "available": 0, "infra_id": fsm.ManagedInfraID, "node_size": "huge"},
@@ -497,6 +503,10 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "VIP status from a worker", typ: command.TypeReportVIPStatus, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.ReportVIPStatus{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Epoch: 1, Ready: true, At: r.at()}
+			}},
+		{name: "replace a worker that is online", typ: command.TypeReplaceWorker, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.ReplaceWorker{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Size: sizes["small"], At: r.at()}
 			}},
 		{name: "network of a missing host", typ: command.TypeSetHostNetwork, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

@@ -24,11 +24,15 @@ type Policy struct {
 	// CredTTL is the life of a just-in-time bootstrap token; a join never starts with less
 	// than CredMargin of it left.
 	CredTTL, CredMargin time.Duration
+	// ReplaceOfflineAfter is how long a worker's host may stay offline before the worker is
+	// replaced by another host (0: never). Control planes are never replaced automatically.
+	ReplaceOfflineAfter time.Duration
 }
 
 // DefaultPolicy is what production uses.
 func DefaultPolicy() Policy {
-	return Policy{MaxAttempts: 3, Backoff: 2 * time.Second, MaxBackoff: 30 * time.Second, CredTTL: 15 * time.Minute, CredMargin: 2 * time.Minute}
+	return Policy{MaxAttempts: 3, Backoff: 2 * time.Second, MaxBackoff: 30 * time.Second, CredTTL: 15 * time.Minute, CredMargin: 2 * time.Minute,
+		ReplaceOfflineAfter: 10 * time.Minute}
 }
 
 // ActionKind says what an Action does.
@@ -45,6 +49,8 @@ const (
 	SetStatus
 	// SetVIP gives the cluster's VIP to a control-plane host at the next epoch.
 	SetVIP
+	// ReplaceWorker takes a worker whose host stayed offline out and places another.
+	ReplaceWorker
 )
 
 // Action is one decision of the planner.
@@ -72,6 +78,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("status %s %s", a.Status, a.Reason)
 	case SetVIP:
 		return fmt.Sprintf("vip host=%s epoch=%d (%s)", a.HostID, a.Epoch, a.Reason)
+	case ReplaceWorker:
+		return fmt.Sprintf("replace host=%s (%s)", a.HostID, a.Reason)
 	}
 	return "?"
 }
@@ -115,12 +123,21 @@ func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
 	if a, ok := pl.vip(); ok {
 		return []Action{a}, 0
 	}
+	if c.Status == state.StatusRunning {
+		if a, ok := pl.replacement(); ok {
+			return []Action{a}, 0
+		}
+	}
 	switch c.Status {
 	case state.StatusProvisioning, state.StatusScaling:
 	default:
-		// running, error: nothing moves until someone asks (scale, delete). upgrading is
+		// running, error: nothing moves until someone asks (scale, delete), except the
+		// reset of a removed node whose host was offline and came back. upgrading is
 		// driven elsewhere.
-		return nil, 0
+		for _, n := range nodes {
+			pl.removal(n)
+		}
+		return pl.actions, pl.requeue
 	}
 	if c.PKI == nil {
 		return []Action{{Kind: GeneratePKI, ClusterID: c.ID}}, 0
@@ -129,7 +146,11 @@ func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
 	for _, n := range nodes {
 		if n.State == state.NodeRemoving {
 			pl.removal(n)
-			done = false
+			// A replaced worker's host that is still offline resets when it comes back:
+			// the cluster does not wait for it.
+			if i := n.NextRemoval(); i < 0 || n.Steps[i].Name != state.StepReset || pl.online(n.HostID) {
+				done = false
+			}
 			continue
 		}
 		if n.Next() >= 0 {
@@ -361,6 +382,31 @@ func (pl *planner) vip() (Action, bool) {
 			continue
 		}
 		return Action{Kind: SetVIP, ClusterID: c.ID, HostID: n.HostID, Epoch: v.Epoch + 1, Reason: reason}, true
+	}
+	return Action{}, false
+}
+
+// replacement picks a worker whose host has been offline for longer than the policy allows:
+// it is replaced by a new host (the Node object deleted, the old host reset whenever it
+// comes back). One at a time, so a rack going dark does not empty the pool in one pass.
+func (pl *planner) replacement() (Action, bool) {
+	limit := pl.p.ReplaceOfflineAfter
+	if limit <= 0 {
+		return Action{}, false
+	}
+	for _, n := range pl.nodes {
+		if n.Role != state.RoleWorker || n.State == state.NodeRemoving {
+			continue
+		}
+		h, ok := pl.v.Hosts[n.HostID]
+		if !ok || h.State != state.HostOffline {
+			continue
+		}
+		if away := pl.v.Now.Sub(h.LastSeen); away > limit {
+			return Action{Kind: ReplaceWorker, ClusterID: pl.v.Cluster.ID, HostID: n.HostID,
+				Reason: fmt.Sprintf("offline for %s", away.Round(time.Second))}, true
+		}
+		pl.wait(limit - pl.v.Now.Sub(h.LastSeen))
 	}
 	return Action{}, false
 }

@@ -268,6 +268,37 @@ func TestPlan(t *testing.T) {
 			setStep(v, "w1", state.Step{Name: "drain", State: state.StepFailed, Attempt: 4, Executor: "h0", EndedAt: t0, Reason: "kubectl.exit_1"})
 			return v
 		}, want: nil, requeue: 16 * time.Second},
+		{name: "a worker offline past the limit is replaced", view: func() View {
+			v := fixture(0, 2)
+			v.Cluster.Status = state.StatusRunning
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			finish(v, "w2", "preflight", "prepare", "credentials", "join", "ready")
+			v.Hosts["w2"].State, v.Hosts["w2"].LastSeen = state.HostOffline, t0.Add(-11*time.Minute)
+			return v
+		}, want: []string{"replace host=w2 (offline for 11m0s)"}},
+		{name: "a worker offline within the limit waits; a control plane is never replaced", view: func() View {
+			v := fixture(1, 1)
+			v.Cluster.Status = state.StatusRunning
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "h1", "preflight", "prepare", "credentials", "join", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			v.Hosts["w1"].State, v.Hosts["w1"].LastSeen = state.HostOffline, t0.Add(-4*time.Minute)
+			v.Hosts["h1"].State, v.Hosts["h1"].LastSeen = state.HostOffline, t0.Add(-time.Hour)
+			return v
+		}, want: nil, requeue: 6 * time.Minute},
+		{name: "a replaced worker's host still offline does not hold the cluster in scaling", view: func() View {
+			v := fixture(0, 1)
+			v.Cluster.Status = state.StatusScaling
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready")
+			finish(v, "w1", "preflight", "prepare", "credentials", "join", "ready")
+			w := node(v, "w1")
+			w.State = state.NodeRemoving
+			w.Steps = append(w.Steps, state.NewSteps(state.ReplacementSteps()...)...)
+			finish(v, "w1", "delete-node")
+			v.Hosts["w1"].State = state.HostOffline
+			return v
+		}, want: []string{"status running "}},
 		{name: "error and running clusters get nothing", view: func() View {
 			v := fixture(0, 1)
 			v.Cluster.Status = state.StatusError

@@ -25,6 +25,7 @@ type Writer interface {
 	DispatchStep(ctx context.Context, m *raftcmdv1.DispatchStep) error
 	SetClusterStatus(ctx context.Context, id, status, reason string) error
 	SetVIPHolder(ctx context.Context, m *raftcmdv1.SetVIPHolder) error
+	ReplaceWorker(ctx context.Context, m *raftcmdv1.ReplaceWorker) error
 }
 
 // Config configures the reconciler.
@@ -132,6 +133,9 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 	case SetStatus:
 		r.log.Info("cluster status", logkey.ClusterID, a.ClusterID, "status", a.Status, "reason", a.Reason)
 		return r.w.SetClusterStatus(ctx, a.ClusterID, a.Status, a.Reason)
+	case ReplaceWorker:
+		r.log.Warn("replacing a worker whose host is offline", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "reason", a.Reason)
+		return r.w.ReplaceWorker(ctx, &raftcmdv1.ReplaceWorker{ClusterId: a.ClusterID, HostId: a.HostID, Reason: a.Reason, At: r.cfg.Now().UnixNano()})
 	case SetVIP:
 		r.log.Info("vip holder", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "epoch", a.Epoch, "reason", a.Reason)
 		return r.w.SetVIPHolder(ctx, &raftcmdv1.SetVIPHolder{ClusterId: a.ClusterID, HostId: a.HostID, Epoch: a.Epoch, Reason: a.Reason, At: r.cfg.Now().UnixNano()})

@@ -81,3 +81,17 @@ func (s *Service) Assignments(hostID string) ([]*agentv1.StepAssignment, error) 
 
 // Changed is closed at the next state change.
 func (s *Service) Changed() <-chan struct{} { return s.store.Changed() }
+
+// ReplaceWorker replaces a worker whose host stayed offline (the reconciler's write); the new
+// worker is placed at the cluster's node size from the catalog.
+func (s *Service) ReplaceWorker(ctx context.Context, m *raftcmdv1.ReplaceWorker) error {
+	var size string
+	s.store.Read(func(st *state.State) {
+		if c, ok := st.Cluster(m.GetClusterId()); ok {
+			size = c.NodeSize
+		}
+	})
+	m.Size = s.sizeMsg(size)
+	_, err := s.apply(ctx, command.TypeReplaceWorker, m, m.GetClusterId())
+	return err
+}

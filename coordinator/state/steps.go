@@ -35,6 +35,11 @@ func RemovalSteps(drain bool) []string {
 	return []string{StepReset}
 }
 
+// ReplacementSteps take out a worker whose host is offline: its Node object goes at once
+// (a drain cannot evict from a dead kubelet, and Kubernetes reschedules the pods once the
+// node is gone), the reset waits for the host to come back.
+func ReplacementSteps() []string { return []string{StepDeleteNode, StepReset} }
+
 // IsRemovalStep tells whether a step belongs to a node's removal.
 func IsRemovalStep(name string) bool {
 	return name == StepDrain || name == StepDeleteNode || name == StepReset

@@ -139,12 +139,21 @@ type fleet struct {
 // into one on-premise infra.
 func newFleet(t *testing.T, replicas, n int) *fleet {
 	t.Helper()
+	return newFleetWith(t, replicas, n, nil)
+}
+
+// newFleetWith is newFleet with more configuration applied to every replica.
+func newFleetWith(t *testing.T, replicas, n int, configure func(*server.Config)) *fleet {
+	t.Helper()
 	c := clustertest.Start(t, clustertest.Options{Replicas: replicas, Configure: func(cfg *server.Config) {
 		cfg.NoReconciler = false
 		cfg.AgentHeartbeat = 300 * time.Millisecond
 		cfg.Scheduler.Policy.Backoff = 50 * time.Millisecond
 		cfg.Scheduler.Policy.MaxBackoff = 200 * time.Millisecond
 		cfg.Scheduler.Resync = 200 * time.Millisecond
+		if configure != nil {
+			configure(cfg)
+		}
 	}})
 	f := &fleet{t: t, c: c, fakeState: t.TempDir()}
 	ctx := context.Background()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/deployme/deployme/agent/kubeadm/kubefake"
 	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/server"
 )
 
 // TestScaleDownDrainsBeforeReset (issue 6, acceptance 1): 3+5 grows to 3+9, then shrinks to
@@ -99,4 +100,68 @@ func journalFor(journal []string, node string) []string {
 		}
 	}
 	return out
+}
+
+// TestOfflineWorkerIsReplaced (issue 6, acceptance 6): a worker's host goes silent past the
+// limit: a new host joins in its place, the old Node object is deleted by a control plane,
+// the cluster returns to running with its worker count; when the old host comes back it is
+// reset and released.
+func TestOfflineWorkerIsReplaced(t *testing.T) {
+	f := newFleetWith(t, 1, 4, func(cfg *server.Config) {
+		cfg.Liveness.TTL, cfg.Liveness.Grace = time.Second, time.Second
+		cfg.Scheduler.Policy.ReplaceOfflineAfter = 2 * time.Second
+	})
+	ctx := context.Background()
+	c := f.create("replace", 1, 2)
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	nodes, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost v1.Node
+	for _, n := range nodes.Items {
+		if n.Role == "worker" {
+			lost = n
+		}
+	}
+	h := f.hostByID(lost.HostID)
+	f.stop(h)
+	waitFor(t, 60*time.Second, "the replacement", func() bool { return strings.Contains(f.eventLog(c.ID), "node.replaced") })
+	got := f.waitStatus(c.ID, "running", 60*time.Second)
+	if got.Workers != 2 || got.NodeCount != 3 {
+		t.Errorf("after the replacement: workers %d, node_count %d; want 2 and 3", got.Workers, got.NodeCount)
+	}
+	after, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, n := range after.Items {
+		if n.HostID != lost.HostID && n.State == "joined" {
+			ready++
+		}
+	}
+	if ready != 3 {
+		t.Errorf("%d joined nodes besides the lost one, want 3\n%s", ready, f.eventLog(c.ID))
+	}
+	journal, err := kubefake.Journal(f.fakeState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if order := journalFor(journal, lost.Hostname); !slices.Equal(order, []string{"delete-node"}) {
+		t.Errorf("while its host is away, the lost node's journal is %v, want [delete-node]", order)
+	}
+	// The host comes back: it is reset and released.
+	f.start(h)
+	waitFor(t, 60*time.Second, "the old host to be released", func() bool {
+		hh, err := f.c.Client().GetHost(ctx, lost.HostID)
+		return err == nil && hh.State == v1.HostAvailable && hh.ClusterID == ""
+	})
+	journal, _ = kubefake.Journal(f.fakeState)
+	if order := journalFor(journal, lost.Hostname); !slices.Equal(order, []string{"delete-node", "reset"}) {
+		t.Errorf("the lost node's journal is %v, want [delete-node reset]", order)
+	}
+	if left := leftovers(t, h.root); len(left) > 0 {
+		t.Errorf("the old host still holds files we wrote: %v", left)
+	}
 }

@@ -3202,6 +3202,85 @@ func (x *AllocateLease) GetAt() int64 {
 	return 0
 }
 
+// ReplaceWorker takes out a worker whose host stayed offline (its Node object is deleted by a
+// control plane; the host resets whenever it comes back) and places a new worker in its place.
+type ReplaceWorker struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	HostId    string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Reason    string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	At        int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	// size is the cluster's node size as the catalog defines it, for placing the new worker.
+	Size          *Size `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceWorker) Reset() {
+	*x = ReplaceWorker{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceWorker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceWorker) ProtoMessage() {}
+
+func (x *ReplaceWorker) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceWorker.ProtoReflect.Descriptor instead.
+func (*ReplaceWorker) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ReplaceWorker) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ReplaceWorker) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *ReplaceWorker) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReplaceWorker) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *ReplaceWorker) GetSize() *Size {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
 var File_raftcmd_v1_raftcmd_proto protoreflect.FileDescriptor
 
 const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
@@ -3484,7 +3563,14 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\trange_end\x18\x04 \x01(\tR\brangeEnd\x12\x1f\n" +
 	"\vduration_ns\x18\x05 \x01(\x03R\n" +
 	"durationNs\x12\x0e\n" +
-	"\x02at\x18\x06 \x01(\x03R\x02atB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
+	"\x02at\x18\x06 \x01(\x03R\x02at\"\x9e\x01\n" +
+	"\rReplaceWorker\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x12-\n" +
+	"\x04size\x18\x05 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04sizeB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
 	file_raftcmd_v1_raftcmd_proto_rawDescOnce sync.Once
@@ -3498,7 +3584,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -3545,8 +3631,9 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*RecordBoot)(nil),       // 42: deployme.raftcmd.v1.RecordBoot
 	(*SetMachineBoot)(nil),   // 43: deployme.raftcmd.v1.SetMachineBoot
 	(*AllocateLease)(nil),    // 44: deployme.raftcmd.v1.AllocateLease
-	nil,                      // 45: deployme.raftcmd.v1.AutoAccept.LabelsEntry
-	nil,                      // 46: deployme.raftcmd.v1.Host.LabelsEntry
+	(*ReplaceWorker)(nil),    // 45: deployme.raftcmd.v1.ReplaceWorker
+	nil,                      // 46: deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	nil,                      // 47: deployme.raftcmd.v1.Host.LabelsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	2,  // 0: deployme.raftcmd.v1.Network.bonds:type_name -> deployme.raftcmd.v1.NetworkBond
@@ -3554,10 +3641,10 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	4,  // 2: deployme.raftcmd.v1.Network.bridges:type_name -> deployme.raftcmd.v1.NetworkBridge
 	1,  // 3: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	6,  // 4: deployme.raftcmd.v1.Infra.auto_accept:type_name -> deployme.raftcmd.v1.AutoAccept
-	45, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	46, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
 	8,  // 6: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	9,  // 7: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	46, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	47, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 9: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	5,  // 10: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 11: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -3571,11 +3658,12 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	11, // 19: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
 	10, // 20: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
 	35, // 21: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	11, // 22: deployme.raftcmd.v1.ReplaceWorker.size:type_name -> deployme.raftcmd.v1.Size
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -3590,7 +3678,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
