@@ -2,8 +2,10 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,5 +165,106 @@ func TestOfflineWorkerIsReplaced(t *testing.T) {
 	}
 	if left := leftovers(t, h.root); len(left) > 0 {
 		t.Errorf("the old host still holds files we wrote: %v", left)
+	}
+}
+
+// TestKillsAtScaleDownBoundaries (issue 6, acceptance 5 for scale-down): the leader, or the
+// agent that ran the step, is killed right after each removal step (drain, delete-node,
+// reset) of a scale-down 1+2 -> 1+1: the scale-down converges, the removed worker was drained
+// and deleted exactly once and reset once, and its host comes back available.
+func TestKillsAtScaleDownBoundaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("6 scale-downs; skipped with -short")
+	}
+	f := newFleet(t, 3, 3)
+	ctx := context.Background()
+	for _, kill := range []string{"leader", "agent"} {
+		for _, step := range []string{"drain", "delete-node", "reset"} {
+			t.Run(kill+"-after-"+step, func(t *testing.T) {
+				c := f.create(fmt.Sprintf("s-%s-%s", kill, step), 1, 2)
+				f.waitStatus(c.ID, "running", 60*time.Second)
+				// Only what this scale-down journals counts (hosts are reused by the subtests).
+				start, err := kubefake.Journal(f.fakeState)
+				if err != nil {
+					t.Fatal(err)
+				}
+				killed := make(chan struct{})
+				if kill == "agent" {
+					var once sync.Once
+					for _, h := range f.hosts {
+						h.onStepDone(&once, step, func() {
+							f.stop(h)
+							for _, o := range f.hosts {
+								o.clearHook()
+							}
+							f.start(h)
+							close(killed)
+						})
+					}
+				}
+				if _, err := f.anyClient().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(1)}); err != nil {
+					t.Fatal(err)
+				}
+				var removed v1.Node
+				waitFor(t, 30*time.Second, "a worker to be removing", func() bool {
+					l, err := f.anyClient().ClusterNodes(ctx, c.ID)
+					if err != nil {
+						return false
+					}
+					for _, n := range l.Items {
+						if n.State == "removing" {
+							removed = n
+							return true
+						}
+					}
+					return false
+				})
+				switch kill {
+				case "leader":
+					// The step's success is in the cluster's events (the node may be gone from
+					// /nodes by the time a poll looks, once reset ran).
+					event := map[string]string{"drain": "node.drained", "delete-node": "node.deleted", "reset": "node.released"}[step]
+					waitFor(t, 60*time.Second, step+" to succeed", func() bool {
+						for _, e := range f.events(c.ID) {
+							if e.HostID == removed.HostID && e.Type == event {
+								return true
+							}
+						}
+						return false
+					})
+					l := f.c.Leader(10 * time.Second)
+					l.Stop()
+					defer func() {
+						if err := l.StartAgain(); err != nil {
+							t.Fatal(err)
+						}
+					}()
+				case "agent":
+					select {
+					case <-killed:
+					case <-time.After(60 * time.Second):
+						t.Fatalf("no agent finished %s\n%s", step, f.eventLog(c.ID))
+					}
+				}
+				got := f.waitStatus(c.ID, "running", 60*time.Second)
+				if got.Workers != 1 || got.NodeCount != 2 {
+					t.Errorf("workers %d, node_count %d; want 1 and 2", got.Workers, got.NodeCount)
+				}
+				waitFor(t, 60*time.Second, "the removed host to be released", func() bool {
+					h, err := f.anyClient().GetHost(ctx, removed.HostID)
+					return err == nil && h.State == v1.HostAvailable && h.ClusterID == ""
+				})
+				journal, err := kubefake.Journal(f.fakeState)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Nothing drained, deleted or reset twice, nothing skipped.
+				if order := journalFor(journal[len(start):], removed.Hostname); !slices.Equal(order, []string{"drain", "delete-node", "reset"}) {
+					t.Errorf("journal for %s during the scale-down: %v, want drain, delete-node, reset once each\n%s", removed.Hostname, order, f.eventLog(c.ID))
+				}
+				f.deleteCluster(c.ID)
+				f.waitGone(c.ID, 60*time.Second)
+			})
+		}
 	}
 }
