@@ -268,3 +268,36 @@ func TestKillsAtScaleDownBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteDuringScaling: a DELETE while workers are still joining (a scale-up under way)
+// ends the operation safely: steps in flight finish, every node is reset, the cluster goes,
+// and every host is available and holds nothing we wrote.
+func TestDeleteDuringScaling(t *testing.T) {
+	f := newFleet(t, 1, 5)
+	ctx := context.Background()
+	c := f.create("cancel", 1, 1)
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	if _, err := f.c.Client().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(4)}); err != nil {
+		t.Fatal(err)
+	}
+	// Delete as soon as a new worker has started joining.
+	waitFor(t, 30*time.Second, "a new worker to start", func() bool {
+		return strings.Contains(f.eventLog(c.ID), "preflight started") && strings.Count(f.eventLog(c.ID), "preflight started") > 2
+	})
+	f.deleteCluster(c.ID)
+	f.waitGone(c.ID, 60*time.Second)
+	hosts, err := f.c.Client().ListHosts(ctx, clientListHosts(f.infraID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts.Items {
+		if h.State != v1.HostAvailable || h.ClusterID != "" {
+			t.Errorf("host %s is %s (cluster %q) after the delete, want available", h.Hostname, h.State, h.ClusterID)
+		}
+	}
+	for _, h := range f.hosts {
+		if left := leftovers(t, h.root); len(left) > 0 {
+			t.Errorf("host %s still holds files we wrote: %v", h.name, left)
+		}
+	}
+}
