@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/deployme/deployme/internal/nlretry"
 )
 
 // Netlink lists links and their addresses from the kernel over rtnetlink. It only reads
@@ -17,14 +19,14 @@ func (Netlink) Links(ctx context.Context) ([]Link, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	links, err := netlink.LinkList()
+	links, err := nlretry.Dump(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("netlink: list links: %w", err)
 	}
 	out := make([]Link, 0, len(links))
 	for _, l := range links {
 		a := l.Attrs()
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return nil, fmt.Errorf("netlink: list addresses of %s: %w", a.Name, err)
 		}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/deployme/deployme/internal/nlretry"
 )
 
 // ---- ensure: what is wanted and missing ----
@@ -366,12 +368,7 @@ func (rs routeSpec) record() Route {
 }
 
 func retryDump(list func() error) error {
-	var err error
-	for range dumpRetries {
-		if err = list(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return err
-		}
-	}
+	_, err := nlretry.Dump(func() (struct{}, error) { return struct{}{}, list() })
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/deployme/deployme/internal/netnstest"
+	"github.com/deployme/deployme/internal/nlretry"
 )
 
 // newApplier returns an Applier acting in ns, with its state in stateFile.
@@ -98,7 +99,10 @@ func requireKinds(t *testing.T, ns *netnstest.NS, kinds ...string) {
 func dump(t *testing.T, ns *netnstest.NS, stable bool) []string {
 	t.Helper()
 	h := ns.Handle()
-	links, err := h.LinkList()
+	// A dump interrupted by a change still settling (IPv6 DAD, a bond port coming up) is
+	// asked again, as the applier does.
+	var links []netlink.Link
+	err := retryDump(func() (err error) { links, err = h.LinkList(); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,8 @@ func dump(t *testing.T, ns *netnstest.NS, stable bool) []string {
 			line += fmt.Sprintf(" vlan=%d parent=%s", v.VlanId, names[v.ParentIndex])
 		}
 		out = append(out, line)
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		var addrs []netlink.Addr
+		err := retryDump(func() (err error) { addrs, err = h.AddrList(l, netlink.FAMILY_ALL); return err })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +137,11 @@ func dump(t *testing.T, ns *netnstest.NS, stable bool) []string {
 			out = append(out, fmt.Sprintf("addr dev=%s %s", at.Name, p))
 		}
 	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, netlink.RT_FILTER_TABLE)
+	var routes []netlink.Route
+	err = retryDump(func() (err error) {
+		routes, err = h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, netlink.RT_FILTER_TABLE)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +197,8 @@ func mustLink(t *testing.T, ns *netnstest.NS, name string) netlink.Link {
 // hasAddress reports whether link has cidr.
 func hasAddress(t *testing.T, ns *netnstest.NS, link, cidr string) bool {
 	t.Helper()
-	addrs, err := ns.Handle().AddrList(mustLink(t, ns, link), netlink.FAMILY_ALL)
+	l := mustLink(t, ns, link)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return ns.Handle().AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +215,9 @@ func hasAddress(t *testing.T, ns *netnstest.NS, link, cidr string) bool {
 func route(t *testing.T, ns *netnstest.NS, dst string) *netlink.Route {
 	t.Helper()
 	p := netip.MustParsePrefix(dst)
-	routes, err := ns.Handle().RouteListFiltered(family(p.Addr()), &netlink.Route{Table: mainTable}, netlink.RT_FILTER_TABLE)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return ns.Handle().RouteListFiltered(family(p.Addr()), &netlink.Route{Table: mainTable}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,9 +30,6 @@ const (
 	// protoStatic (RTPROT_STATIC) marks our routes as configured by an administrator, as
 	// `ip route` shows them, rather than by a routing daemon.
 	protoStatic = 4
-	// dumpRetries bounds how often a netlink dump interrupted by a concurrent change is
-	// retried; the kernel sets that flag only while links or addresses are changing.
-	dumpRetries = 5
 	miimonMs    = 100 // how often bonding checks its members' carrier; 0 would never check
 )
 

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/deployme/deployme/internal/netnstest"
+	"github.com/deployme/deployme/internal/nlretry"
 	"github.com/deployme/deployme/internal/poll"
 )
 
@@ -192,7 +193,7 @@ func macOf(t *testing.T, ns *netnstest.NS) net.HardwareAddr {
 // addrsOf lists the addresses equal to ip in ns, any family, any link.
 func addrsOf(t *testing.T, ns *netnstest.NS, ip netip.Addr) []netlink.Addr {
 	t.Helper()
-	all, err := ns.Handle().AddrList(nil, netlink.FAMILY_ALL)
+	all, err := nlretry.Dump(func() ([]netlink.Addr, error) { return ns.Handle().AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func addrsOf(t *testing.T, ns *netnstest.NS, ip netip.Addr) []netlink.Addr {
 // comparisons.
 func addrStrings(t *testing.T, ns *netnstest.NS, except netip.Addr) []string {
 	t.Helper()
-	all, err := ns.Handle().AddrList(nil, netlink.FAMILY_ALL)
+	all, err := nlretry.Dump(func() ([]netlink.Addr, error) { return ns.Handle().AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		t.Fatal(err)
 	}

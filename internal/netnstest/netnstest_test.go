@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/deployme/deployme/internal/netnstest"
+	"github.com/deployme/deployme/internal/nlretry"
 )
 
 // TestTwoHostsOnABridge: two namespaces plugged into a bridge in a third reach each other by
@@ -36,7 +37,7 @@ func TestTwoHostsOnABridge(t *testing.T) {
 	if err != nil || string(got) != "hello from a" {
 		t.Fatalf("read %q, %v", got, err)
 	}
-	links, err := a.Handle().LinkList()
+	links, err := nlretry.Dump(a.Handle().LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/deployme/deployme/api/client"
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/internal/netnstest"
+	"github.com/deployme/deployme/internal/nlretry"
 )
 
 const (
@@ -365,7 +367,7 @@ func TestVIPMovesWhenItsAPIServerStops(t *testing.T) {
 	}
 	t.Logf("ARP: %d requests, answers per MAC %v", w.rounds, w.answers)
 	// The old holder no longer has the address.
-	addrs, err := hostNS[firstName].Handle().AddrList(nil, 2 /* AF_INET */)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return hostNS[firstName].Handle().AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		t.Fatal(err)
 	}
