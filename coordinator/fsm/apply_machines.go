@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/deployme/deployme/coordinator/state"
@@ -140,15 +139,17 @@ func (f *FSM) applyAllocateLease(m *raftcmdv1.AllocateLease) any {
 	at := unixTime(m.GetAt())
 	mc := f.machineFor(mac, m.GetInfraId(), at)
 	inRange := func(a netip.Addr) bool { return !a.Less(lo) && !hi.Less(a) }
+	// One pass over the machines, then at most 65,536 map lookups: an allocation stays
+	// cheap inside Apply whatever the fleet's size.
+	held := f.st.LiveLeases(at)
 	var pick netip.Addr
 	if cur, err := netip.ParseAddr(mc.LeaseIP); err == nil && inRange(cur) {
-		if h := f.st.LeaseHolder(cur, at); h == "" || h == mac {
+		if h := held[cur]; h == "" || h == mac {
 			pick = cur
 		}
 	}
-	// Bounded: a /16 range is 65,536 addresses at most scanned once per allocation.
 	for a, n := lo, 0; !pick.IsValid() && inRange(a) && n < 1<<16; a, n = a.Next(), n+1 {
-		if f.st.LeaseHolder(a, at) == "" {
+		if held[a] == "" {
 			pick = a
 		}
 	}
@@ -164,7 +165,7 @@ func (f *FSM) applyAllocateLease(m *raftcmdv1.AllocateLease) any {
 // registered: its boot made progress, the loop counter starts again.
 func (f *FSM) linkMachine(h *state.Host, at time.Time) {
 	for _, nic := range h.NICs {
-		old, ok := f.st.Machine(strings.ToLower(nic.MAC))
+		old, ok := f.st.Machine(canonicalMAC(nic.MAC))
 		if !ok {
 			continue
 		}

@@ -66,12 +66,13 @@ func (s *State) Machines() []*Machine { return values(s.machines) }
 // PutMachine stores a machine.
 func (s *State) PutMachine(m *Machine) { s.machines[m.MAC] = m }
 
-// LeaseHolder returns the MAC holding a live lease on ip at time at, or "".
-func (s *State) LeaseHolder(ip netip.Addr, at time.Time) string {
+// LiveLeases maps every address leased at time at to the MAC holding it.
+func (s *State) LiveLeases(at time.Time) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
 	for _, m := range s.machines {
-		if m.LeaseIP == ip.String() && at.Before(m.LeaseExpires) {
-			return m.MAC
+		if ip, err := netip.ParseAddr(m.LeaseIP); err == nil && at.Before(m.LeaseExpires) {
+			out[ip] = m.MAC
 		}
 	}
-	return ""
+	return out
 }
