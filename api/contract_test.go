@@ -25,6 +25,7 @@ import (
 	"github.com/deployme/deployme/api/client"
 	v1 "github.com/deployme/deployme/api/v1"
 	"github.com/deployme/deployme/coordinator/clustertest"
+	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/server"
 )
 
@@ -278,8 +279,17 @@ func TestContract(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A Kubernetes artifact store with the catalog's binaries.
+	kubeArtifacts := t.TempDir()
+	if err := devmode.SeedKubeArtifacts(kubeArtifacts, []string{"v1.36.6", "v1.37.2"}); err != nil {
+		t.Fatal(err)
+	}
+	kubeadmBin := devmode.FakeKubeBinary("kubeadm", "v1.37.2")
+	kubeadmSum := sha256.Sum256(kubeadmBin)
+	kubeadmHex := hex.EncodeToString(kubeadmSum[:])
 	c := clustertest.Start(t, clustertest.Options{Configure: func(cfg *server.Config) {
 		cfg.AgentBinary = agentPath
+		cfg.KubeArtifactsDir = kubeArtifacts
 		cfg.PXE.Enabled, cfg.PXE.InfraID, cfg.PXE.Assets, cfg.PXE.DHCPMode, cfg.PXE.TFTPAddr = true, "rack-bm", assets, "off", ""
 	}})
 	v := apitest.NewValidator(t)
@@ -434,6 +444,19 @@ func TestContract(t *testing.T) {
 		{name: "boot kernel", method: "GET", path: "/boot/vmlinuz", want: 200},
 		{name: "boot kernel headers", method: "HEAD", path: "/boot/initrd.img", want: 200},
 		{name: "boot unknown file", method: "GET", path: "/boot/passwd", want: 404, code: "not_found"},
+		// Kubernetes binaries by content: no token.
+		{name: "artifact", method: "GET", path: "/artifacts/sha256/" + kubeadmHex, want: 200, check: func(t *testing.T, r response) {
+			if !bytes.Equal(r.body, kubeadmBin) {
+				t.Errorf("body %q, want %q", r.body, kubeadmBin)
+			}
+			wantHeader("ETag", `"sha256:`+kubeadmHex+`"`)(t, r)
+		}},
+		{name: "artifact headers", method: "HEAD", path: "/artifacts/sha256/" + kubeadmHex, want: 200},
+		{name: "artifact cached", method: "GET", path: "/artifacts/sha256/" + kubeadmHex,
+			header: map[string]string{"If-None-Match": `"sha256:` + kubeadmHex + `"`}, want: 304},
+		{name: "artifact unknown", method: "GET", path: "/artifacts/sha256/" + strings.Repeat("0", 64), want: 404, code: "not_found"},
+		{name: "artifact uppercase", method: "GET", path: "/artifacts/sha256/" + strings.ToUpper(kubeadmHex), want: 400, code: "invalid_request", field: "hex"},
+		{name: "artifact with a query parameter", method: "GET", path: "/artifacts/sha256/" + kubeadmHex + "?v=1", want: 400, code: "invalid_request", field: "v"},
 		{name: "machines", method: "GET", path: "/v1/machines", token: "admin", want: 200},
 		{name: "machines of an infra", method: "GET", path: "/v1/machines?infra_id=infra_nope", token: "admin", want: 200},
 		{name: "machine", before: func(t *testing.T) {

@@ -1,13 +1,17 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/deployme/deployme/agent/kubeadm"
@@ -38,6 +42,13 @@ type Config struct {
 	// CheckPort returns an error when a TCP port the node needs is taken. The default listens
 	// on :port and closes again.
 	CheckPort func(port int) error
+	// HTTPClient downloads upgrade binaries from the coordinators (default: a client whose
+	// connections time out, bounded per download by the step).
+	HTTPClient *http.Client
+	// RestartKubelet makes the kubelet run its new binary after an upgrade. The default runs
+	// systemctl when the executor manages its own machine (Root "/"), and does nothing in a
+	// --root sandbox, which has no kubelet service.
+	RestartKubelet func(ctx context.Context) error
 }
 
 const (
@@ -96,6 +107,18 @@ func (c Config) withDefaults() Config {
 	if c.CheckPort == nil {
 		c.CheckPort = d.CheckPort
 	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second,
+		}}
+	}
+	if c.RestartKubelet == nil {
+		c.RestartKubelet = func(context.Context) error { return nil }
+		if c.hostRoot() {
+			c.RestartKubelet = systemctlRestartKubelet
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -114,4 +137,15 @@ func listenPort(port int) error {
 		return err
 	}
 	return l.Close()
+}
+
+// systemctlRestartKubelet reloads units (a package may have changed the kubelet's drop-ins)
+// and restarts the kubelet.
+func systemctlRestartKubelet(ctx context.Context) error {
+	for _, args := range [][]string{{"daemon-reload"}, {"restart", "kubelet"}} {
+		if out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }

@@ -9,9 +9,11 @@ import (
 // Reasons of failed StepUpdates (docs/steps.md). The coordinator decides on them (retry, give
 // up, tell the user), so they are part of the contract; the message is for people.
 const (
-	reasonInvalidParams      = "invalid_params"
-	reasonIO                 = "io"
-	reasonTimeout            = "timeout"
+	reasonInvalidParams = "invalid_params"
+	reasonIO            = "io"
+	reasonTimeout       = "timeout"
+	// reasonArtifact: a binary could not be had from any coordinator with its hash.
+	reasonArtifact           = "artifact"
 	reasonSwap               = "preflight.swap"
 	reasonKubeadmMissing     = "preflight.kubeadm_missing"
 	reasonKubeadmVersion     = "preflight.kubeadm_version"

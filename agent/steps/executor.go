@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -265,9 +266,20 @@ type job struct {
 	send      func(*agentv1.StepUpdate)
 	log       *slog.Logger
 
-	mu   sync.Mutex // the runner may report lines from several goroutines
-	seen map[string]bool
-	tail []string
+	mu      sync.Mutex // the runner may report lines from several goroutines
+	seen    map[string]bool
+	tail    []string
+	results map[string]string
+}
+
+// result records a finding the final update carries to the coordinator.
+func (j *job) result(key, value string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.results == nil {
+		j.results = map[string]string{}
+	}
+	j.results[key] = value
 }
 
 // progress sends a running update.
@@ -306,6 +318,9 @@ func (j *job) final(msg string, err error) record {
 	}
 	j.mu.Lock()
 	r.OutputTail = strings.Join(j.tail, "\n")
+	if err == nil {
+		r.Results = maps.Clone(j.results)
+	}
 	j.mu.Unlock()
 	return r
 }

@@ -18,13 +18,14 @@ import (
 // record is a finished step as kept in StateDir/steps/<step_id>.json: the final update that
 // was sent, and when, so that Finished can list the newest first.
 type record struct {
-	StepID     string    `json:"step_id"`
-	Name       string    `json:"name"`
-	State      string    `json:"state"`
-	Message    string    `json:"message,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	OutputTail string    `json:"output_tail,omitempty"`
-	FinishedAt time.Time `json:"finished_at"`
+	StepID     string            `json:"step_id"`
+	Name       string            `json:"name"`
+	State      string            `json:"state"`
+	Message    string            `json:"message,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	OutputTail string            `json:"output_tail,omitempty"`
+	Results    map[string]string `json:"results,omitempty"`
+	FinishedAt time.Time         `json:"finished_at"`
 }
 
 func (r record) update() *agentv1.StepUpdate {
@@ -35,6 +36,7 @@ func (r record) update() *agentv1.StepUpdate {
 		Message:    r.Message,
 		Reason:     r.Reason,
 		OutputTail: r.OutputTail,
+		Results:    r.Results,
 	}
 }
 

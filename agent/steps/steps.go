@@ -29,17 +29,25 @@ type parseFunc func(p params, files []*agentv1.File) (step, error)
 
 // stepTable maps step names to their parsers. The names are part of the contract.
 var stepTable = map[string]parseFunc{
-	"preflight":   parsePreflight,
-	"prepare":     parsePrepare,
-	"pki":         parsePKI,
-	"init":        parseInit,
-	"cni":         parseCNI,
-	"credentials": parseCredentials,
-	"join":        parseJoin,
-	"ready":       parseReady,
-	"drain":       parseDrain,
-	"delete-node": parseDeleteNode,
-	"reset":       parseReset,
+	"preflight":    parsePreflight,
+	"prepare":      parsePrepare,
+	"pki":          parsePKI,
+	"init":         parseInit,
+	"cni":          parseCNI,
+	"credentials":  parseCredentials,
+	"join":         parseJoin,
+	"ready":        parseReady,
+	"drain":        parseDrain,
+	"delete-node":  parseDeleteNode,
+	"reset":        parseReset,
+	"etcd-check":   parseEtcdCheck,
+	"etcd-cleanup": parseEtcdCleanup,
+	"etcd-remove":  parseEtcdRemove,
+	// An upgrade's drain is a drain: only its place in the plan differs.
+	"upgrade-drain": parseDrain,
+	"upgrade-apply": parseUpgradeApply,
+	"upgrade-node":  parseUpgradeNode,
+	"uncordon":      parseUncordon,
 }
 
 // Host paths of docs/steps.md ("Files on the host").

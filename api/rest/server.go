@@ -40,6 +40,9 @@ type Config struct {
 	// Boot serves /boot/ (iPXE scripts, kernel, initrd) when network boot is on; nil
 	// answers 404 there.
 	Boot http.Handler
+	// Artifacts serves /artifacts/sha256/{hex} (the Kubernetes binaries hosts install, by
+	// content) when the coordinator has an artifact store; nil answers 404 there.
+	Artifacts http.Handler
 }
 
 // DefaultConfig returns the defaults.
@@ -136,6 +139,10 @@ func (h *Handler) table() []route {
 		// Machines booting from the network have no token at all.
 		{"GET", "/boot/{file}", public, h.boot},
 		{"HEAD", "/boot/{file}", public, h.boot},
+		// Hosts fetch Kubernetes binaries by their SHA-256 with no token: the content is
+		// public and the hash, which the agent checks, is what makes it trustworthy.
+		{"GET", "/artifacts/sha256/{hex}", public, h.artifact},
+		{"HEAD", "/artifacts/sha256/{hex}", public, h.artifact},
 
 		{"GET", "/v1/machines", globalRead, h.listMachines},
 		{"GET", "/v1/machines/{mac}", globalRead, h.getMachine},

@@ -106,6 +106,12 @@ type Node struct {
 	Steps    []NodeStep `json:"steps,omitempty"`
 	// APIReady: a control plane's API server answered its agent's last readiness check.
 	APIReady bool `json:"api_ready,omitempty"`
+	// NodeSize is the size the host was placed for.
+	NodeSize string `json:"node_size,omitempty"`
+	// Replaces is the host whose node this one replaces.
+	Replaces string `json:"replaces,omitempty"`
+	// EtcdMemberID is a control plane's etcd member (hex).
+	EtcdMemberID string `json:"etcd_member_id,omitempty"`
 	// VIP is set on the control plane that must hold the cluster's VIP now.
 	VIP       *NodeVIP  `json:"vip,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -42,6 +43,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA that signs every replica's certificate")
 	fs.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "linux/amd64 agent binary that /install.sh downloads onto hosts (/v1/agent/download)")
+	fs.StringVar(&cfg.KubeArtifactsDir, "kube-artifacts", "", "directory of the Kubernetes binaries hosts install, DIR/<version>/linux-amd64/{kubeadm,kubelet,kubectl} (docs/upgrades.md); with --dev, default <data-dir>/kube-artifacts, filled with fake binaries")
 	fs.StringVar(&cfg.Service.DefaultPlan, "default-plan", cfg.Service.DefaultPlan, "plan of tokens created without one: community, pro, enterprise")
 	fs.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", cfg.Raft.SnapshotThreshold, "log entries between snapshots")
 	fs.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often the snapshot threshold is checked")
@@ -58,7 +60,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs.BoolVar(&cfg.PXE.ChainIPXE, "pxe-chain-ipxe", false, "give iPXE ROMs our iPXE binary over TFTP first, the script to the chained one")
 	fs.BoolVar(&cfg.PXE.RouterAdvertisements, "pxe-ipv6-ra", cfg.PXE.RouterAdvertisements, "multicast 'no IPv6 router here' on the boot segment (saves iPXE a 16 s wait per boot)")
 	fs.StringVar(&cfg.PXE.UEFIFile, "pxe-uefi-file", cfg.PXE.UEFIFile, "iPXE binary for UEFI machines: ipxe.efi or snponly.efi")
-	fs.DurationVar(&cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace-offline-after", cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace a worker whose host has been offline this long with another host (0: never; control planes are never replaced)")
+	fs.DurationVar(&cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace-offline-after", cfg.Scheduler.Policy.ReplaceOfflineAfter, "replace a worker whose host has been offline this long with another host (0: never); a control plane offline this long is reported in its cluster's status_reason")
+	fs.BoolVar(&cfg.Scheduler.Policy.ReplaceOfflineControlPlanes, "replace-offline-control-planes", false, "also replace a control plane offline for --replace-offline-after (a new one joins, then the old etcd member and Node are removed)")
 	fs.DurationVar(&cfg.Liveness.TTL, "liveness-ttl", cfg.Liveness.TTL, "how long an agent may go unheard before its host is offline (0 turns liveness off)")
 	fs.DurationVar(&cfg.Liveness.Grace, "liveness-grace", cfg.Liveness.Grace, "how long a new leader waits, beyond the TTL, before declaring hosts offline")
 	dev := fs.Bool("dev", false, "development mode: simulated hosts in this process (labelled simulated=true); see README")
@@ -93,6 +96,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		d := devmode.DefaultConfig()
 		d.Agents, d.TimeScale = *devAgents, *devTimeScale
 		cfg.Dev = &d
+		if cfg.KubeArtifactsDir == "" {
+			cfg.KubeArtifactsDir = filepath.Join(cfg.DataDir, "kube-artifacts")
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -23,6 +23,7 @@ func TestRunUsage(t *testing.T) {
 		{name: "version", args: []string{"--version"}, wantCode: 0, wantStdout: buildinfo.String()},
 		{name: "version from the environment", env: map[string]string{"DEPLOYME_VERSION": "true"}, wantCode: 0, wantStdout: buildinfo.String()},
 		{name: "help", args: []string{"--help"}, wantCode: 0, wantStderr: "-raft-snapshot-threshold"},
+		{name: "help names the artifact store", args: []string{"--help"}, wantCode: 0, wantStderr: "-kube-artifacts"},
 		{name: "unknown flag", args: []string{"--nope"}, wantCode: 2, wantStderr: "nope"},
 		{name: "stray argument", args: []string{"serve"}, wantCode: 2, wantStderr: `unexpected argument "serve"`},
 		{name: "bad value in the environment", env: map[string]string{"DEPLOYME_RAFT_SNAPSHOT_THRESHOLD": "many"}, wantCode: 2, wantStderr: "DEPLOYME_RAFT_SNAPSHOT_THRESHOLD"},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/deployme/deployme/api/client"
 	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/server"
 	"github.com/deployme/deployme/coordinator/service"
 	"github.com/deployme/deployme/internal/poll"
@@ -171,6 +172,19 @@ func (r *Replica) start() error {
 	}
 	if r.c.opts.Configure != nil {
 		r.c.opts.Configure(&cfg)
+	}
+	if cfg.KubeArtifactsDir == "" {
+		// Like development mode: an artifact store of fake binaries for every version in
+		// the catalog, so upgrades can run.
+		dir := filepath.Join(r.dataDir, "kube-artifacts")
+		var versions []string
+		for _, v := range cfg.Service.KubernetesVersions {
+			versions = append(versions, v.Version)
+		}
+		if err := devmode.SeedKubeArtifacts(dir, versions); err != nil {
+			return err
+		}
+		cfg.KubeArtifactsDir = dir
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

@@ -56,6 +56,7 @@ const (
 	TypeAllocateLease    Type = 30
 	TypeSetHostNetwork   Type = 31
 	TypeReplaceWorker    Type = 32
+	TypeRollNode         Type = 33
 )
 
 // Version is the payload encoding version written by this code.
@@ -94,6 +95,7 @@ var names = map[Type]string{
 	TypeAllocateLease:    "allocate_lease",
 	TypeSetHostNetwork:   "set_host_network",
 	TypeReplaceWorker:    "replace_worker",
+	TypeRollNode:         "roll_node",
 }
 
 func (t Type) String() string {
@@ -173,6 +175,8 @@ func New(t Type) (proto.Message, error) {
 		return &raftcmdv1.SetHostNetwork{}, nil
 	case TypeReplaceWorker:
 		return &raftcmdv1.ReplaceWorker{}, nil
+	case TypeRollNode:
+		return &raftcmdv1.RollNode{}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 }

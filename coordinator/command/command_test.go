@@ -79,6 +79,7 @@ var samples = map[command.Type]proto.Message{
 		Ready: true, Released: true, Reason: "apiserver_unready", At: 24},
 	command.TypeSetHostNetwork: &raftcmdv1.SetHostNetwork{HostId: "host_1", ConfigJson: []byte(`{"bridges":[{"name":"br0"}]}`), At: 28},
 	command.TypeReplaceWorker:  &raftcmdv1.ReplaceWorker{ClusterId: "cls_1", HostId: "host_1", Reason: "offline for 10m0s", At: 29},
+	command.TypeRollNode:       &raftcmdv1.RollNode{ClusterId: "cls_1", HostId: "host_1", Reason: "node size small -> large", At: 30},
 	command.TypeRecordBoot:     &raftcmdv1.RecordBoot{Mac: "52:54:00:12:34:56", InfraId: "infra_1", Kind: "boot.script", Detail: "agent", LoopLimit: 5, At: 25},
 	command.TypeSetMachineBoot: &raftcmdv1.SetMachineBoot{Mac: "52:54:00:12:34:56", NextBoot: "disk", DiskExit: "sanboot", At: 26},
 	command.TypeAllocateLease: &raftcmdv1.AllocateLease{Mac: "52:54:00:12:34:56", InfraId: "infra_1", RangeStart: "10.0.0.100",
@@ -136,7 +137,7 @@ func TestTypesAreStable(t *testing.T) {
 		"set_cluster_status": 14, "set_node_state": 15, "set_member": 16, "remove_member": 17, "idempotent": 18, "set_agent_ca": 19, "register_agent": 20, "set_host_liveness": 21,
 		"set_cluster_pki": 22, "dispatch_step": 23, "report_step": 24, "accept_host": 25,
 		"set_vip_holder": 26, "report_vip_status": 27, "record_boot": 28, "set_machine_boot": 29, "allocate_lease": 30,
-		"set_host_network": 31, "replace_worker": 32,
+		"set_host_network": 31, "replace_worker": 32, "roll_node": 33,
 	}
 	got := map[string]uint8{}
 	for _, typ := range knownTypes() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -64,10 +65,10 @@ func (f *FSM) applyCreateCluster(m *raftcmdv1.CreateCluster) any {
 		if i == 0 {
 			role = state.RoleInitControlPlane
 		}
-		f.reserve(c.ID, hostID, role, at)
+		f.reserve(c.ID, hostID, role, c.NodeSize, at)
 	}
 	for _, hostID := range placed.Workers {
-		f.reserve(c.ID, hostID, state.RoleWorker, at)
+		f.reserve(c.ID, hostID, state.RoleWorker, c.NodeSize, at)
 	}
 	f.event(c.ID, "", "cluster.created", fmt.Sprintf("cluster %s created: %d control plane(s), %d worker(s) of size %s on infra %s",
 		c.Name, c.ControlPlanes, c.Workers, c.NodeSize, c.InfraID), at)
@@ -138,14 +139,16 @@ func (f *FSM) freeVIP(infra *state.Infra) string {
 	return ""
 }
 
-func (f *FSM) reserve(clusterID, hostID, role string, at time.Time) {
+func (f *FSM) reserve(clusterID, hostID, role, size string, at time.Time) *state.Node {
 	h, _ := f.st.Host(hostID)
 	nh := *h
 	nh.State = state.HostAssigned
 	nh.ClusterID = clusterID
 	f.st.PutHost(&nh)
-	f.st.PutNode(&state.Node{HostID: hostID, ClusterID: clusterID, Role: role, State: state.NodeReserved,
-		Steps: state.NewSteps(state.PlanFor(role)...), CreatedAt: at, UpdatedAt: at})
+	n := &state.Node{HostID: hostID, ClusterID: clusterID, Role: role, State: state.NodeReserved, Size: size,
+		Steps: state.NewSteps(state.PlanFor(role)...), CreatedAt: at, UpdatedAt: at}
+	f.st.PutNode(n)
+	return n
 }
 
 // release frees a node's host; called only for nodes with nothing installed.
@@ -205,10 +208,10 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		add = int(m.GetWorkers()) - old.Workers
 	}
 	// Capacity is checked before anything changes, for both changes together: new workers
-	// of the (new) size, plus one spare host of the new size for the one-at-a-time roll.
+	// of the (new) size, plus what the one-at-a-time roll needs (rollNeed).
 	need := max(add, 0)
 	if sizeChange {
-		need++
+		need += f.rollNeed(old, workerSize)
 	}
 	if need > 0 {
 		if free := f.st.CountFree(old.InfraID, workerSize); free < need {
@@ -222,7 +225,7 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 				return capacityError(err)
 			}
 			for _, hostID := range placed.Workers {
-				f.reserve(c.ID, hostID, state.RoleWorker, at)
+				f.reserve(c.ID, hostID, state.RoleWorker, workerSizeName, at)
 			}
 		} else {
 			f.shrinkWorkers(c.ID, -add, at)
@@ -232,7 +235,13 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		changed = true
 	}
 	if sizeChange {
-		f.event(c.ID, "", "cluster.resizing", fmt.Sprintf("node size %s -> %s", old.NodeSize, m.GetSize().GetName()), at)
+		f.stampSizes(old, at)
+		f.event(c.ID, "", "cluster.resizing", fmt.Sprintf("node size %s -> %s: nodes are replaced one at a time, new before old, control planes last",
+			old.NodeSize, m.GetSize().GetName()), at)
+		if old.VIP == nil && old.ControlPlanes > 0 {
+			f.event(c.ID, "", "cluster.resizing", "control planes keep their hosts: the endpoint "+old.Endpoint+
+				" is the first control plane's own address, which cannot move (an infra with a vip_pool gives clusters a movable endpoint)", at)
+		}
 		c.NodeSize = m.GetSize().GetName()
 		changed = true
 	}
@@ -285,15 +294,80 @@ func (f *FSM) applyUpgradeCluster(m *raftcmdv1.UpgradeCluster) any {
 	if err := state.UpgradeAllowed(old.KubernetesVersion, m.GetKubernetesVersion()); err != nil {
 		return state.Invalid("kubernetes_version", "%v", err)
 	}
+	arts, err := upgradeArtifacts(m.GetArtifacts())
+	if err != nil {
+		return err
+	}
 	at := unixTime(m.GetAt())
 	c := *old
 	c.KubernetesVersion = m.GetKubernetesVersion()
+	c.Artifacts = arts
 	c.Status = state.StatusUpgrading
 	c.StatusReason = ""
 	c.UpdatedAt = at
 	f.st.PutCluster(&c)
 	f.event(c.ID, "", "cluster.upgrading", fmt.Sprintf("kubernetes %s -> %s", old.KubernetesVersion, c.KubernetesVersion), at)
+	f.planUpgrade(&c, at)
 	return &c
+}
+
+// upgradeBinaries are what every host of an upgrade installs.
+var upgradeBinaries = []string{"kubeadm", "kubectl", "kubelet"}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// upgradeArtifacts checks that an upgrade carries exactly the binaries hosts install.
+func upgradeArtifacts(in []*raftcmdv1.Artifact) ([]state.Artifact, *state.Error) {
+	var out []state.Artifact
+	for _, a := range in {
+		if !slices.Contains(upgradeBinaries, a.GetName()) || !sha256Hex.MatchString(a.GetSha256()) || a.GetSize() <= 0 {
+			return nil, state.Invalid("kubernetes_version", "artifact %q (sha256 %q, %d bytes) is not a kubeadm, kubelet or kubectl binary by hash", a.GetName(), a.GetSha256(), a.GetSize())
+		}
+		out = append(out, state.Artifact{Name: a.GetName(), SHA256: a.GetSha256(), Size: a.GetSize()})
+	}
+	slices.SortFunc(out, func(a, b state.Artifact) int { return strings.Compare(a.Name, b.Name) })
+	if len(out) != len(upgradeBinaries) || !slices.EqualFunc(out, upgradeBinaries, func(a state.Artifact, n string) bool { return a.Name == n }) {
+		return nil, state.Invalid("kubernetes_version", "an upgrade needs the target version's %s in the artifact store", strings.Join(upgradeBinaries, ", "))
+	}
+	return out, nil
+}
+
+// planUpgrade appends the upgrade's steps to every node's plan. The control plane that
+// leads (the initial one while it is in the cluster, else the first control plane) runs
+// kubeadm upgrade apply. A step some earlier upgrade ran is replaced by a fresh one that
+// keeps counting its attempts (state.Step.Since).
+func (f *FSM) planUpgrade(c *state.Cluster, at time.Time) {
+	nodes := f.st.NodesOf(c.ID)
+	leader := ""
+	for _, n := range nodes {
+		if n.IsControlPlane() && n.State != state.NodeRemoving && (leader == "" || n.HostID == c.InitHost) {
+			leader = n.HostID
+		}
+	}
+	for _, old := range nodes {
+		if old.State == state.NodeRemoving {
+			continue
+		}
+		n := *old
+		attempts := map[string]int{}
+		n.Steps = nil
+		for _, s := range old.Steps {
+			if state.IsUpgradeStep(s.Name) {
+				attempts[s.Name] = s.Attempt
+				continue
+			}
+			n.Steps = append(n.Steps, s)
+		}
+		for _, name := range state.UpgradeSteps(n.Role, n.HostID == leader) {
+			a := attempts[name]
+			n.Steps = append(n.Steps, state.Step{Name: name, State: state.StepPending, Attempt: a, Since: a})
+		}
+		if i := n.Next(); i >= 0 {
+			n.Step = n.Steps[i].Name
+		}
+		n.UpdatedAt = at
+		f.st.PutNode(&n)
+	}
 }
 
 func (f *FSM) applyDeleteCluster(m *raftcmdv1.DeleteCluster) any {
@@ -389,7 +463,7 @@ func (f *FSM) applyReplaceWorker(m *raftcmdv1.ReplaceWorker) any {
 	}
 	at := unixTime(m.GetAt())
 	f.markRemoving(n, at, state.ReplacementSteps())
-	f.reserve(old.ID, placed.Workers[0], state.RoleWorker, at)
+	f.reserve(old.ID, placed.Workers[0], state.RoleWorker, m.GetSize().GetName(), at)
 	c := *old
 	c.Status, c.StatusReason, c.UpdatedAt = state.StatusScaling, "", at
 	f.st.PutCluster(&c)

@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -55,14 +57,18 @@ func (f *FSM) applyDispatchStep(m *raftcmdv1.DispatchStep) any {
 	if old.State == state.NodeRemoving {
 		next = old.NextRemoval()
 	}
-	if next != i && !(m.GetStep() == state.StepCredentials && next == i+1) {
+	// Two steps run again before a join that needs them: credentials (a fresh token) and
+	// etcd-cleanup (before each retry of a control plane's join).
+	again := (m.GetStep() == state.StepCredentials || m.GetStep() == state.StepEtcdCleanup) &&
+		next > i && old.Steps[next].Name == state.StepJoin
+	if next != i && !again {
 		return state.Conflict("step %s is not the next step of node %s", m.GetStep(), old.HostID)
 	}
 	s := old.Steps[i]
 	switch {
 	case s.State == state.StepRunning:
 		return state.Conflict("step %s of node %s is already running (attempt %d)", s.Name, old.HostID, s.Attempt)
-	case s.State == state.StepSucceeded && s.Name != state.StepCredentials:
+	case s.State == state.StepSucceeded && !again:
 		return state.Conflict("step %s of node %s has succeeded", s.Name, old.HostID)
 	case int(m.GetAttempt()) != s.Attempt+1:
 		return state.Conflict("step %s of node %s: attempt %d does not follow %d", s.Name, old.HostID, m.GetAttempt(), s.Attempt)
@@ -144,7 +150,7 @@ func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
 			msg += ": " + m.GetMessage()
 		}
 		f.stepEvent(&n, "step.succeeded", msg, s.StartedAt, at)
-		return f.stepSucceeded(&n, name, at)
+		return f.stepSucceeded(&n, name, m.GetResults(), at)
 	case state.StepFailed:
 		n.Steps[i].State = state.StepFailed
 		n.Steps[i].EndedAt = at
@@ -165,8 +171,20 @@ func (f *FSM) applyReportStep(m *raftcmdv1.ReportStep) any {
 }
 
 // stepSucceeded applies what a finished step means for its node and cluster.
-func (f *FSM) stepSucceeded(n *state.Node, name string, at time.Time) any {
+func (f *FSM) stepSucceeded(n *state.Node, name string, results map[string]string, at time.Time) any {
 	switch name {
+	case state.StepEtcdCheck:
+		if id := results["etcd_member_id"]; etcdMemberID.MatchString(id) && id != n.EtcdMemberID {
+			n.EtcdMemberID = id
+			f.event(n.ClusterID, n.HostID, "etcd.member", "control plane on host "+n.HostID+" is etcd member "+id, at)
+		}
+	case state.StepEtcdRemove:
+		f.event(n.ClusterID, n.HostID, "etcd.member_removed", "etcd member "+cmp.Or(n.EtcdMemberID, "of host "+n.HostID)+" removed", at)
+		n.EtcdMemberID = ""
+	case state.StepEtcdCleanup:
+		if r := results["removed"]; r != "" {
+			f.event(n.ClusterID, n.HostID, "etcd.member_removed", "stale etcd member(s) "+clip(r, maxMessage)+" of host "+n.HostID+" removed before its join", at)
+		}
 	case state.StepInit:
 		if c, ok := f.st.Cluster(n.ClusterID); ok && c.InitHost == "" {
 			nc := *c
@@ -199,8 +217,12 @@ func (f *FSM) stepSucceeded(n *state.Node, name string, at time.Time) any {
 		n.Step = n.Steps[next].Name
 	}
 	f.st.PutNode(n)
+	f.replaced(n, at)
 	return n
 }
+
+// etcdMemberID is how etcdctl --hex prints a member id.
+var etcdMemberID = regexp.MustCompile(`^[0-9a-f]{1,16}$`)
 
 // removeIfDrained deletes a deleting cluster (and its PKI with it) once its last node is gone.
 func (f *FSM) removeIfDrained(clusterID string) {

@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -235,8 +236,10 @@ func TestPatchWorkers(t *testing.T) {
 	}
 }
 
-// TestPatchNodeSize: a node-size change rolls hosts one at a time, so it needs one spare
-// host of the new size (plus one per added worker) before anything changes.
+// TestPatchNodeSize: a node-size change rolls hosts one at a time, so before anything
+// changes it needs a free host of the new size for each node whose host does not fit the
+// new size (plus one per added worker). The cluster has no VIP, so its control plane keeps
+// its host and needs none.
 func TestPatchNodeSize(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -245,10 +248,11 @@ func TestPatchNodeSize(t *testing.T) {
 		wantNeed  int // 0: accepted
 		wantAvail int
 	}{
-		{name: "no spare host", bigHosts: 0, workers: -1, wantNeed: 1, wantAvail: 0},
-		{name: "one spare host", bigHosts: 1, workers: -1},
-		{name: "more workers too: one spare plus one per worker", bigHosts: 2, workers: 4, wantNeed: 3, wantAvail: 2},
-		{name: "more workers too, enough hosts", bigHosts: 3, workers: 4},
+		{name: "no spare host", bigHosts: 0, workers: -1, wantNeed: 2, wantAvail: 0},
+		{name: "one spare host is not enough: small hosts freed do not fit", bigHosts: 1, workers: -1, wantNeed: 2, wantAvail: 1},
+		{name: "one spare host per worker", bigHosts: 2, workers: -1},
+		{name: "more workers too: one per worker rolled plus one per worker added", bigHosts: 2, workers: 4, wantNeed: 4, wantAvail: 2},
+		{name: "more workers too, enough hosts", bigHosts: 4, workers: 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,7 +380,7 @@ func TestUpgradeCluster(t *testing.T) {
 			r := fleet(t, 1)
 			r.ok(command.TypeCreateCluster, r.clusterCmd("cls_a", "a", "managed", fsm.ManagedInfraID, 1, 0, "small"))
 			r.setStatus("cls_a", state.StatusRunning)
-			res := r.apply(command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: "cls_a", KubernetesVersion: tc.to, At: r.at()})
+			res := r.apply(command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: "cls_a", KubernetesVersion: tc.to, Artifacts: testArtifacts(), At: r.at()})
 			if tc.wantError {
 				if e, ok := res.(*state.Error); !ok || e.Kind != state.KindInvalid || e.Field != "kubernetes_version" {
 					t.Errorf("upgrade = %+v, want invalid kubernetes_version", res)
@@ -389,4 +393,13 @@ func TestUpgradeCluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testArtifacts are an upgrade's binaries as the artifact store names them.
+func testArtifacts() []*raftcmdv1.Artifact {
+	var out []*raftcmdv1.Artifact
+	for i, name := range []string{"kubelet", "kubeadm", "kubectl"} {
+		out = append(out, &raftcmdv1.Artifact{Name: name, Sha256: strings.Repeat(string(rune('a'+i)), 64), Size: int64(1000 + i)})
+	}
+	return out
 }

@@ -131,6 +131,8 @@ func (f *FSM) dispatch(msg proto.Message) any {
 		return f.applySetHostNetwork(m)
 	case *raftcmdv1.ReplaceWorker:
 		return f.applyReplaceWorker(m)
+	case *raftcmdv1.RollNode:
+		return f.applyRollNode(m)
 	case *raftcmdv1.CreateCluster:
 		return f.applyCreateCluster(m)
 	case *raftcmdv1.PatchCluster:

@@ -240,7 +240,7 @@ func fill(r *replay) {
 	r.setStatus("cls_prod", state.StatusRunning)
 	r.ok(command.TypePatchCluster, r.patchCmd("cls_prod", 3, "small", ""))
 	r.setStatus("cls_prod", state.StatusRunning)
-	r.ok(command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.38.0", At: r.at()})
+	r.ok(command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.38.0", Artifacts: testArtifacts(), At: r.at()})
 	r.setStatus("cls_prod", state.StatusRunning)
 
 	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_gone", "gone", "managed", fsm.ManagedInfraID, 1, 1, "small"))
@@ -294,6 +294,22 @@ func fill(r *replay) {
 	lost := workerOf(r, "cls_prod")
 	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: lost, Online: false, At: r.at()})
 	r.ok(command.TypeReplaceWorker, &raftcmdv1.ReplaceWorker{ClusterId: "cls_prod", HostId: lost, Reason: "offline for 10m0s", Size: sizes["small"], At: r.at()})
+	r.setStatus("cls_prod", state.StatusRunning)
+
+	// Its control plane goes offline too and the operator allows its replacement: a new
+	// control plane is placed to replace it.
+	var cp string
+	for _, n := range r.nodes("cls_prod") {
+		if n.IsControlPlane() {
+			cp = n.HostID
+		}
+	}
+	// (A host is added first so the free hosts later cases count on stay as they were; the
+	// old control plane's host comes back afterwards.)
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_cpspare", fsm.ManagedInfraID, 4, 8))
+	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: cp, Online: false, At: r.at()})
+	r.ok(command.TypeRollNode, &raftcmdv1.RollNode{ClusterId: "cls_prod", HostId: cp, Reason: "control plane offline", Size: sizes["small"], At: r.at()})
+	r.ok(command.TypeSetHostLiveness, &raftcmdv1.SetHostLiveness{HostId: cp, Online: true, At: r.at()})
 	r.setStatus("cls_prod", state.StatusRunning)
 }
 
@@ -444,20 +460,30 @@ func TestRefusedWrites(t *testing.T) {
 			details: map[string]any{"needed": 5, "available": 3, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_prod", 8, "small", "") }},
 		{name: "patch node size without a spare host", typ: command.TypePatchCluster, kind: state.KindCapacity,
-			details: map[string]any{"needed": 1, "available": 0, "infra_id": fsm.ManagedInfraID, "node_size": "huge"},
+			details: map[string]any{"needed": 3, "available": 0, "infra_id": fsm.ManagedInfraID, "node_size": "huge"},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_prod", -1, "small", "huge") }},
+		{name: "upgrade without the binaries", typ: command.TypeUpgradeCluster, kind: state.KindInvalid, field: "kubernetes_version",
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.38.0", Artifacts: testArtifacts()[:2], At: r.at()}
+			}},
+		{name: "upgrade with a malformed hash", typ: command.TypeUpgradeCluster, kind: state.KindInvalid, field: "kubernetes_version",
+			msg: func(r *replay) proto.Message {
+				a := testArtifacts()
+				a[0].Sha256 = "../../etc/passwd"
+				return &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.38.0", Artifacts: a, At: r.at()}
+			}},
 		{name: "upgrade missing cluster", typ: command.TypeUpgradeCluster, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {
-				return &raftcmdv1.UpgradeCluster{Id: "cls_nope", KubernetesVersion: "v1.39.0", At: r.at()}
+				return &raftcmdv1.UpgradeCluster{Id: "cls_nope", KubernetesVersion: "v1.39.0", Artifacts: testArtifacts(), At: r.at()}
 			}},
 		{name: "upgrade while provisioning", typ: command.TypeUpgradeCluster, kind: state.KindConflict,
 			details: map[string]any{"operation": state.StatusProvisioning},
 			msg: func(r *replay) proto.Message {
-				return &raftcmdv1.UpgradeCluster{Id: "cls_dc", KubernetesVersion: "v1.38.0", At: r.at()}
+				return &raftcmdv1.UpgradeCluster{Id: "cls_dc", KubernetesVersion: "v1.38.0", Artifacts: testArtifacts(), At: r.at()}
 			}},
 		{name: "upgrade two minors", typ: command.TypeUpgradeCluster, kind: state.KindInvalid, field: "kubernetes_version",
 			msg: func(r *replay) proto.Message {
-				return &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.40.0", At: r.at()}
+				return &raftcmdv1.UpgradeCluster{Id: "cls_prod", KubernetesVersion: "v1.40.0", Artifacts: testArtifacts(), At: r.at()}
 			}},
 		{name: "delete missing cluster", typ: command.TypeDeleteCluster, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message { return &raftcmdv1.DeleteCluster{Id: "cls_nope", At: r.at()} }},
@@ -507,6 +533,10 @@ func TestRefusedWrites(t *testing.T) {
 		{name: "replace a worker that is online", typ: command.TypeReplaceWorker, kind: state.KindConflict,
 			msg: func(r *replay) proto.Message {
 				return &raftcmdv1.ReplaceWorker{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Size: sizes["small"], At: r.at()}
+			}},
+		{name: "roll a node that needs no replacement", typ: command.TypeRollNode, kind: state.KindConflict,
+			msg: func(r *replay) proto.Message {
+				return &raftcmdv1.RollNode{ClusterId: "cls_dc", HostId: workerOf(r, "cls_dc"), Size: sizes["small"], At: r.at()}
 			}},
 		{name: "network of a missing host", typ: command.TypeSetHostNetwork, kind: state.KindNotFound,
 			msg: func(r *replay) proto.Message {

@@ -141,8 +141,40 @@ func assignment(st *state.State, c *state.Cluster, n *state.Node, s state.Step, 
 		}
 	case state.StepReady:
 		p["timeout"] = readyTimeout
-	case state.StepDrain:
+	case state.StepDrain, state.StepUpgradeDrain:
 		p["timeout"] = drainTimeout
+	case state.StepUpgradeApply, state.StepUpgradeNode:
+		if len(c.Artifacts) == 0 {
+			return nil, fmt.Errorf("cluster %s has no upgrade binaries recorded", c.ID)
+		}
+		var arts, urls []string
+		for _, a := range c.Artifacts {
+			arts = append(arts, fmt.Sprintf("%s=%s:%d", a.Name, a.SHA256, a.Size))
+		}
+		// Every replica serves the same content by hash: the agent tries each in turn.
+		for _, m := range st.Members() {
+			if m.HTTPAddr != "" {
+				urls = append(urls, "http://"+m.HTTPAddr)
+			}
+		}
+		if len(urls) == 0 {
+			return nil, fmt.Errorf("no coordinator advertises an HTTP address to download binaries from")
+		}
+		p["artifacts"] = strings.Join(arts, ",")
+		p["artifact_urls"] = strings.Join(urls, ",")
+	case state.StepEtcdCleanup, state.StepEtcdRemove:
+		// etcdctl runs in the executor's own etcd pod.
+		ex, ok := st.Node(s.Executor)
+		if !ok || ex.ClusterID != c.ID || !ex.IsControlPlane() {
+			return nil, fmt.Errorf("executor %s of %s is not a control plane of cluster %s", s.Executor, s.Name, c.ID)
+		}
+		p["exec_node"] = NodeName(st, ex)
+		if h != nil && h.Address() != "" {
+			p["peer_url"] = "https://" + net.JoinHostPort(h.Address(), "2380")
+		}
+		if s.Name == state.StepEtcdRemove && n.EtcdMemberID != "" {
+			p["member_id"] = n.EtcdMemberID
+		}
 	}
 	return a, nil
 }

@@ -25,8 +25,14 @@ type Policy struct {
 	// than CredMargin of it left.
 	CredTTL, CredMargin time.Duration
 	// ReplaceOfflineAfter is how long a worker's host may stay offline before the worker is
-	// replaced by another host (0: never). Control planes are never replaced automatically.
+	// replaced by another host (0: never). A control plane offline that long is reported in
+	// the cluster's status_reason, and replaced only with ReplaceOfflineControlPlanes.
 	ReplaceOfflineAfter time.Duration
+	// ReplaceOfflineControlPlanes lets the reconciler replace an offline control plane
+	// (a new one joins first, then the old member and Node are removed). Off by default: a
+	// control plane that is only partitioned comes back, and replacing it changes etcd
+	// membership while a member is unreachable, which an operator should decide.
+	ReplaceOfflineControlPlanes bool
 }
 
 // DefaultPolicy is what production uses.
@@ -51,6 +57,8 @@ const (
 	SetVIP
 	// ReplaceWorker takes a worker whose host stayed offline out and places another.
 	ReplaceWorker
+	// RollNode places a node that replaces HostID (node-size roll, offline control plane).
+	RollNode
 )
 
 // Action is one decision of the planner.
@@ -80,6 +88,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("vip host=%s epoch=%d (%s)", a.HostID, a.Epoch, a.Reason)
 	case ReplaceWorker:
 		return fmt.Sprintf("replace host=%s (%s)", a.HostID, a.Reason)
+	case RollNode:
+		return fmt.Sprintf("roll host=%s (%s)", a.HostID, a.Reason)
 	}
 	return "?"
 }
@@ -127,13 +137,15 @@ func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
 		if a, ok := pl.replacement(); ok {
 			return []Action{a}, 0
 		}
+		if a, ok := pl.offlineControlPlanes(); ok {
+			return []Action{a}, 0
+		}
 	}
 	switch c.Status {
-	case state.StatusProvisioning, state.StatusScaling:
+	case state.StatusProvisioning, state.StatusScaling, state.StatusUpgrading:
 	default:
-		// running, error: nothing moves until someone asks (scale, delete), except the
-		// reset of a removed node whose host was offline and came back. upgrading is
-		// driven elsewhere.
+		// running, error: nothing moves until someone asks (scale, upgrade, delete),
+		// except the reset of a removed node whose host was offline and came back.
 		for _, n := range nodes {
 			pl.removal(n)
 		}
@@ -161,6 +173,9 @@ func Plan(p Policy, v View) (actions []Action, requeue time.Duration) {
 		}
 	}
 	if done {
+		if a, ok := pl.roll(); ok {
+			return []Action{a}, 0
+		}
 		return []Action{{Kind: SetStatus, ClusterID: c.ID, Status: state.StatusRunning}}, 0
 	}
 	return pl.actions, pl.requeue
@@ -198,10 +213,11 @@ func (pl *planner) online(hostID string) bool {
 // retry decides about a failed step: ok to start the next attempt now, or wait, or give up
 // (exhausted).
 func (pl *planner) retry(s state.Step, limit int) (now, exhausted bool) {
-	if limit > 0 && s.Attempt >= limit {
+	tries := s.Attempt - s.Since // attempts since the step was (re)added
+	if limit > 0 && tries >= limit {
 		return false, true
 	}
-	b := pl.p.Backoff << min(s.Attempt-1, 16)
+	b := pl.p.Backoff << min(max(tries-1, 0), 16)
 	if b > pl.p.MaxBackoff || b <= 0 {
 		b = pl.p.MaxBackoff
 	}
@@ -225,7 +241,7 @@ func (pl *planner) node(n *state.Node) string {
 	case state.StepFailed:
 		now, exhausted := pl.retry(s, pl.p.MaxAttempts)
 		if exhausted {
-			return fmt.Sprintf("step_failed: %s on host %s failed %d times: %s", s.Name, n.HostID, s.Attempt, s.Reason)
+			return fmt.Sprintf("step_failed: %s on host %s failed %d times: %s", s.Name, n.HostID, s.Attempt-s.Since, s.Reason)
 		}
 		if !now {
 			return ""
@@ -240,12 +256,32 @@ func (pl *planner) node(n *state.Node) string {
 		if v := c.VIP; v != nil && (v.Holder != n.HostID || !v.Held) {
 			return ""
 		}
-	case state.StepCredentials, state.StepJoin:
+	case state.StepUpgradeApply, state.StepUpgradeNode, state.StepUpgradeDrain, state.StepUncordon:
+		if !pl.upgradeTurn(n) {
+			return ""
+		}
+		if s.Name == state.StepUpgradeDrain || s.Name == state.StepUncordon {
+			executor = pl.minter(n.HostID)
+			if executor == "" {
+				return ""
+			}
+		}
+	case state.StepEtcdCleanup, state.StepCredentials, state.StepJoin:
 		if c.InitHost == "" {
 			return ""
 		}
 		if n.Role == state.RoleControlPlane && !pl.turnOf(n) {
 			return "" // control planes join one at a time
+		}
+		if s.Name == state.StepJoin && s.State == state.StepFailed {
+			// A failed join may have left this node's etcd member (or learner) behind:
+			// etcd-cleanup runs again before every retry.
+			if ei := n.StepIndex(state.StepEtcdCleanup); ei >= 0 && !n.Steps[ei].EndedAt.After(s.EndedAt) {
+				if n.Steps[ei].State == state.StepRunning {
+					return ""
+				}
+				s = n.Steps[ei]
+			}
 		}
 		ci := n.StepIndex(state.StepCredentials)
 		if s.Name == state.StepJoin && ci >= 0 {
@@ -258,8 +294,8 @@ func (pl *planner) node(n *state.Node) string {
 				s, executor = cs, ""
 			}
 		}
-		if s.Name == state.StepCredentials {
-			executor = pl.minter()
+		if s.Name == state.StepCredentials || s.Name == state.StepEtcdCleanup {
+			executor = pl.minter(n.HostID)
 			if executor == "" {
 				return ""
 			}
@@ -288,15 +324,18 @@ func (pl *planner) turnOf(n *state.Node) bool {
 	return true
 }
 
-// minter picks the control plane that mints join tokens: the initial one when it is online,
-// else any joined control plane that is.
-func (pl *planner) minter() string {
+// minter picks the control plane that runs cluster-wide commands (minting join tokens,
+// kubectl drain, etcdctl) for node `about`: the initial one when it is online, else any
+// joined control plane that is; never `about` itself, nor a control plane being removed.
+func (pl *planner) minter(about string) string {
 	c := pl.v.Cluster
-	if pl.online(c.InitHost) {
-		return c.InitHost
+	for _, o := range pl.nodes {
+		if o.HostID == c.InitHost && o.HostID != about && o.State != state.NodeRemoving && pl.online(o.HostID) {
+			return o.HostID
+		}
 	}
 	for _, o := range pl.nodes {
-		if o.Role == state.RoleControlPlane && o.Done(state.StepJoin) && o.State != state.NodeRemoving && pl.online(o.HostID) {
+		if o.Role == state.RoleControlPlane && o.Done(state.StepJoin) && o.HostID != about && o.State != state.NodeRemoving && pl.online(o.HostID) {
 			return o.HostID
 		}
 	}
@@ -328,10 +367,10 @@ func (pl *planner) removal(n *state.Node) {
 		}
 	}
 	executor := n.HostID
-	if s.Name == state.StepDrain || s.Name == state.StepDeleteNode {
-		// kubectl runs on a joined control plane, with its admin kubeconfig: the node
-		// itself may be gone already.
-		executor = pl.minter()
+	if s.Name == state.StepDrain || s.Name == state.StepDeleteNode || s.Name == state.StepEtcdRemove {
+		// kubectl and etcdctl run on another joined control plane, with its admin
+		// kubeconfig: the node itself may be gone already.
+		executor = pl.minter(n.HostID)
 		if executor == "" {
 			return
 		}
@@ -409,4 +448,123 @@ func (pl *planner) replacement() (Action, bool) {
 		pl.wait(limit - pl.v.Now.Sub(h.LastSeen))
 	}
 	return Action{}, false
+}
+
+// roll picks the next node a node-size roll replaces, once everything else is done: one at
+// a time, workers first (oldest first), then control planes, the initial one last.
+func (pl *planner) roll() (Action, bool) {
+	c := pl.v.Cluster
+	var pick *state.Node
+	rank := func(n *state.Node) int {
+		switch n.Role {
+		case state.RoleWorker:
+			return 0
+		case state.RoleControlPlane:
+			return 1
+		}
+		return 2
+	}
+	for _, n := range pl.nodes {
+		if !rollable(c, n) {
+			continue
+		}
+		if pick == nil || rank(n) < rank(pick) || (rank(n) == rank(pick) && n.CreatedAt.Before(pick.CreatedAt)) {
+			pick = n
+		}
+	}
+	if pick == nil {
+		return Action{}, false
+	}
+	return Action{Kind: RollNode, ClusterID: c.ID, HostID: pick.HostID,
+		Reason: fmt.Sprintf("node size %s -> %s", pick.Size, c.NodeSize)}, true
+}
+
+// rollable is fsm.Rollable (the planner must not import the FSM): a node placed for
+// another size, a control plane only when the endpoint is a VIP.
+func rollable(c *state.Cluster, n *state.Node) bool {
+	if n.State == state.NodeRemoving || n.Size == c.NodeSize || n.Size == "" {
+		return false
+	}
+	return !n.IsControlPlane() || c.VIP != nil
+}
+
+// offlineControlPlanes reports control planes whose host has been offline for longer than
+// ReplaceOfflineAfter in the cluster's status_reason (and clears it when they are back),
+// or replaces one when the policy allows it.
+func (pl *planner) offlineControlPlanes() (Action, bool) {
+	c := pl.v.Cluster
+	limit := pl.p.ReplaceOfflineAfter
+	var lost []string
+	var first *state.Node
+	if limit > 0 {
+		for _, n := range pl.nodes {
+			if !n.IsControlPlane() || n.State == state.NodeRemoving {
+				continue
+			}
+			h, ok := pl.v.Hosts[n.HostID]
+			if !ok || h.State != state.HostOffline {
+				continue
+			}
+			if away := pl.v.Now.Sub(h.LastSeen); away > limit {
+				lost = append(lost, fmt.Sprintf("%s (offline for %s)", n.HostID, away.Round(time.Minute)))
+				if first == nil {
+					first = n
+				}
+			} else {
+				pl.wait(limit - away)
+			}
+		}
+	}
+	if first != nil && pl.p.ReplaceOfflineControlPlanes {
+		return Action{Kind: RollNode, ClusterID: c.ID, HostID: first.HostID, Reason: "control plane offline"}, true
+	}
+	reason := ""
+	if len(lost) > 0 {
+		reason = "control_plane_offline: " + strings.Join(lost, ", ") +
+			"; not replaced automatically (coordinator --replace-offline-control-planes, or bring the host back)"
+	}
+	if reason != c.StatusReason && (reason != "" || strings.HasPrefix(c.StatusReason, "control_plane_offline")) {
+		return Action{Kind: SetStatus, ClusterID: c.ID, Status: state.StatusRunning, Reason: reason}, true
+	}
+	return Action{}, false
+}
+
+// upgradeTurn tells whether node n may take its next upgrade step: the control plane that
+// runs kubeadm upgrade apply first, then the other control planes one at a time, then the
+// workers one at a time (each drained, upgraded and uncordoned before the next starts).
+func (pl *planner) upgradeTurn(n *state.Node) bool {
+	unfinished := func(o *state.Node, names ...string) bool {
+		if o.State == state.NodeRemoving {
+			return false
+		}
+		for _, s := range o.Steps {
+			if state.IsUpgradeStep(s.Name) && s.State != state.StepSucceeded && (len(names) == 0 || slices.Contains(names, s.Name)) {
+				return true
+			}
+		}
+		return false
+	}
+	if n.StepIndex(state.StepUpgradeApply) >= 0 {
+		return true
+	}
+	for _, o := range pl.nodes {
+		if unfinished(o, state.StepUpgradeApply) {
+			return false
+		}
+	}
+	for _, o := range pl.nodes {
+		if o.IsControlPlane() != n.IsControlPlane() {
+			if n.IsControlPlane() {
+				continue
+			}
+			if unfinished(o) {
+				return false // workers wait for every control plane
+			}
+			continue
+		}
+		if unfinished(o) {
+			return o == n // the first unfinished one of its kind, in order
+		}
+	}
+	return false
 }

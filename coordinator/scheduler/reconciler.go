@@ -26,6 +26,7 @@ type Writer interface {
 	SetClusterStatus(ctx context.Context, id, status, reason string) error
 	SetVIPHolder(ctx context.Context, m *raftcmdv1.SetVIPHolder) error
 	ReplaceWorker(ctx context.Context, m *raftcmdv1.ReplaceWorker) error
+	RollNode(ctx context.Context, m *raftcmdv1.RollNode) error
 }
 
 // Config configures the reconciler.
@@ -136,6 +137,9 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 	case ReplaceWorker:
 		r.log.Warn("replacing a worker whose host is offline", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "reason", a.Reason)
 		return r.w.ReplaceWorker(ctx, &raftcmdv1.ReplaceWorker{ClusterId: a.ClusterID, HostId: a.HostID, Reason: a.Reason, At: r.cfg.Now().UnixNano()})
+	case RollNode:
+		r.log.Info("placing a node to replace another", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "reason", a.Reason)
+		return r.w.RollNode(ctx, &raftcmdv1.RollNode{ClusterId: a.ClusterID, HostId: a.HostID, Reason: a.Reason, At: r.cfg.Now().UnixNano()})
 	case SetVIP:
 		r.log.Info("vip holder", logkey.ClusterID, a.ClusterID, logkey.HostID, a.HostID, "epoch", a.Epoch, "reason", a.Reason)
 		return r.w.SetVIPHolder(ctx, &raftcmdv1.SetVIPHolder{ClusterId: a.ClusterID, HostId: a.HostID, Epoch: a.Epoch, Reason: a.Reason, At: r.cfg.Now().UnixNano()})

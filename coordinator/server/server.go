@@ -30,6 +30,7 @@ import (
 	"github.com/deployme/deployme/coordinator/devmode"
 	"github.com/deployme/deployme/coordinator/forward"
 	"github.com/deployme/deployme/coordinator/fsm"
+	"github.com/deployme/deployme/coordinator/kubestore"
 	"github.com/deployme/deployme/coordinator/liveness"
 	"github.com/deployme/deployme/coordinator/peer"
 	"github.com/deployme/deployme/coordinator/pki"
@@ -92,6 +93,11 @@ type Config struct {
 	// the install script sets up. Default: "agent" beside this executable (bin/ after
 	// make build); a missing file answers 503 there, and nothing else depends on it.
 	AgentBinary string
+	// KubeArtifactsDir is the Kubernetes artifact store (<dir>/<version>/linux-amd64/
+	// {kubeadm,kubelet,kubectl}, docs/upgrades.md) served to hosts at /artifacts/; empty
+	// means none. In development mode it is filled with fake binaries of every offered
+	// version, where missing.
+	KubeArtifactsDir string
 
 	// Listeners, when set, are used instead of listening on the addresses (tests use
 	// 127.0.0.1:0 listeners).
@@ -186,6 +192,8 @@ type Server struct {
 	// stopStreams ends the REST event streams when shutdown begins.
 	stopStreams context.CancelFunc
 	agents      *agentsvc.Server
+	// kube is the Kubernetes artifact store; nil without --kube-artifacts.
+	kube *kubestore.Store
 }
 
 // New opens the data dir and the listeners and starts Raft. Run serves.
@@ -203,7 +211,16 @@ func New(cfg Config) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	// The artifact store is opened first: a wrong --kube-artifacts fails before anything
+	// listens.
+	kube, err := openKubeStore(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	var closers []io.Closer
+	if kube != nil {
+		closers = append(closers, kube)
+	}
 	defer func() {
 		if err != nil {
 			for _, c := range closers {
@@ -297,6 +314,9 @@ func New(cfg Config) (s *Server, err error) {
 	sc.AdvertiseHTTP = cfg.AdvertiseHTTP
 	sc.AdvertiseGRPC = cfg.AdvertiseGRPC
 	sc.Logger = logger.With(logkey.Component, "service")
+	if kube != nil {
+		sc.KubeArtifacts = kubeArtifacts(kube)
+	}
 	svc, err := service.New(sc, &clusterAdapter{fwd: fwd, node: node}, f)
 	if err != nil {
 		return nil, err
@@ -318,6 +338,7 @@ func New(cfg Config) (s *Server, err error) {
 		logger.Warn("hosts cannot download the agent from an unspecified address: set --advertise-http to one they reach",
 			logkey.Addr, cfg.AdvertiseHTTP)
 	}
+	srv.kube = kube
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStateMetrics(reg, node, f)
@@ -328,6 +349,9 @@ func New(cfg Config) (s *Server, err error) {
 	hc.Registerer = reg
 	hc.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	hc.Installer = installer
+	if srv.kube != nil {
+		hc.Artifacts = srv.kube.Handler()
+	}
 	if cfg.PXE.Enabled {
 		// The boot HTTP handler answers on this replica's advertised HTTP address: iPXE
 		// fetches scripts and images from whichever replica answered its DHCP.
@@ -379,11 +403,44 @@ func (s *Server) Leases() *agentsvc.Leases { return s.agents.Leases() }
 // Handler is the REST handler.
 func (s *Server) Handler() *rest.Handler { return s.handler }
 
+// KubeStore is the Kubernetes artifact store hosts download binaries from; nil when the
+// coordinator has none (no KubeArtifactsDir).
+func (s *Server) KubeStore() *kubestore.Store { return s.kube }
+
+// openKubeStore opens the artifact store, after filling it with fake binaries in
+// development mode. An unreadable directory fails start-up: an upgrade would otherwise
+// fail much later, on every host at once.
+func openKubeStore(cfg Config, logger *slog.Logger) (*kubestore.Store, error) {
+	if cfg.KubeArtifactsDir == "" {
+		return nil, nil
+	}
+	if cfg.Dev != nil {
+		var versions []string
+		for _, k := range cfg.Service.KubernetesVersions {
+			versions = append(versions, k.Version)
+		}
+		if err := devmode.SeedKubeArtifacts(cfg.KubeArtifactsDir, versions); err != nil {
+			return nil, fmt.Errorf("development mode: %w", err)
+		}
+	}
+	kc := kubestore.DefaultConfig()
+	kc.Dir = cfg.KubeArtifactsDir
+	kc.Logger = logger.With(logkey.Component, "kubestore")
+	store, err := kubestore.New(kc)
+	if err != nil {
+		return nil, fmt.Errorf("%w (--kube-artifacts)", err)
+	}
+	return store, nil
+}
+
 // Run serves until ctx ends, then stops cleanly and closes Raft.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.node.Close()
 	defer s.mux.Close()
 	defer s.fwd.Close()
+	if s.kube != nil {
+		defer s.kube.Close()
+	}
 	peerGRPC := grpc.NewServer()
 	clusterv1.RegisterClusterServer(peerGRPC, forward.NewServer(s.fwd, s.node, s.agents.Leases()))
 	httpSrv := &http.Server{
@@ -581,5 +638,21 @@ func registerStateMetrics(reg prometheus.Registerer, node *raftnode.Node, f *fsm
 			return float64(map[string]int{"tokens": len(t.Tokens), "infras": len(t.Infras), "join_tokens": len(t.JoinTokens),
 				"hosts": len(t.Hosts), "clusters": len(t.Clusters), "nodes": len(t.Nodes)}[table])
 		}))
+	}
+}
+
+// kubeArtifacts turns the store's binaries of a version into what an upgrade records.
+func kubeArtifacts(kube *kubestore.Store) func(version string) ([]state.Artifact, error) {
+	return func(version string) ([]state.Artifact, error) {
+		bins, err := kube.Binaries(version)
+		if err != nil {
+			return nil, err
+		}
+		var out []state.Artifact
+		for _, name := range kubestore.Names {
+			a := bins[name]
+			out = append(out, state.Artifact{Name: name, SHA256: a.SHA256, Size: a.Size})
+		}
+		return out, nil
 	}
 }

@@ -191,8 +191,37 @@ func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClus
 }
 
 // UpgradeCluster starts an upgrade to an offered version.
+// Hosts install the target version's binaries from the artifact store, by hash: the hashes
+// go into the Raft command, so every replica hands out the same ones.
 func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.Cluster, error) {
-	a, err := s.apply(ctx, command.TypeUpgradeCluster, &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}, id)
+	// The version rule first (the state machine checks it again): a skip of two minors is
+	// refused as such, whatever the store holds.
+	// A missing or busy cluster is refused by the state machine as such (404, 409).
+	var rule error
+	settled := false
+	s.store.Read(func(st *state.State) {
+		if c, ok := st.Cluster(id); ok && (c.Status == state.StatusRunning || c.Status == state.StatusError) {
+			settled = true
+			rule = state.UpgradeAllowed(c.KubernetesVersion, version)
+		}
+	})
+	cmd := &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}
+	switch {
+	case !settled:
+	case rule != nil:
+		return nil, v1.InvalidField("kubernetes_version", "%v", rule)
+	case s.cfg.KubeArtifacts == nil:
+		return nil, v1.InvalidField("kubernetes_version", "this coordinator has no artifact store for Kubernetes binaries (coordinator --kube-artifacts)")
+	default:
+		arts, err := s.cfg.KubeArtifacts(version)
+		if err != nil {
+			return nil, v1.InvalidField("kubernetes_version", "the artifact store cannot provide %s: %v", version, err)
+		}
+		for _, a := range arts {
+			cmd.Artifacts = append(cmd.Artifacts, &raftcmdv1.Artifact{Name: a.Name, Sha256: a.SHA256, Size: a.Size})
+		}
+	}
+	a, err := s.apply(ctx, command.TypeUpgradeCluster, cmd, id)
 	if err != nil {
 		return nil, err
 	}

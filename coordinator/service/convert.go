@@ -108,6 +108,7 @@ func nodeOut(st *state.State, n *state.Node) v1.Node {
 		out.Hostname = h.Hostname
 	}
 	out.APIReady = n.APIReady
+	out.NodeSize, out.Replaces, out.EtcdMemberID = n.Size, n.Replaces, n.EtcdMemberID
 	if c, ok := st.Cluster(n.ClusterID); ok && c.VIP != nil && c.VIP.Holder == n.HostID {
 		out.VIP = &v1.NodeVIP{Address: c.VIP.Address, Epoch: c.VIP.Epoch, Held: c.VIP.Held}
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	// Keyring opens the sealed cluster keys and join tokens (nil: this replica has none,
 	// and cannot issue kubeconfigs or hand steps their secrets).
 	Keyring *pki.Keyring
+	// KubeArtifacts finds a Kubernetes version's kubeadm, kubelet and kubectl in the
+	// artifact store (nil: there is none, and upgrades are refused).
+	KubeArtifacts func(version string) ([]state.Artifact, error)
 	// Now and Rand are the clock and entropy (tests replace them).
 	Now  func() time.Time
 	Rand io.Reader

@@ -33,7 +33,7 @@ var ErrStaleReport = errors.New("stale step report")
 func (s *Service) ReportStep(ctx context.Context, reporter string, u *agentv1.StepUpdate) error {
 	_, err := s.apply(ctx, command.TypeReportStep, &raftcmdv1.ReportStep{
 		Reporter: reporter, StepId: u.GetStepId(), State: u.GetState(), Message: u.GetMessage(),
-		Reason: u.GetReason(), OutputTail: u.GetOutputTail(), At: unixNano(s.now()),
+		Reason: u.GetReason(), OutputTail: u.GetOutputTail(), Results: u.GetResults(), At: unixNano(s.now()),
 	}, u.GetStepId())
 	if refused(err) {
 		return errors.Join(ErrStaleReport, err)
@@ -81,6 +81,20 @@ func (s *Service) Assignments(hostID string) ([]*agentv1.StepAssignment, error) 
 
 // Changed is closed at the next state change.
 func (s *Service) Changed() <-chan struct{} { return s.store.Changed() }
+
+// RollNode places the node that replaces a host's (the reconciler's write), at the
+// cluster's node size from the catalog.
+func (s *Service) RollNode(ctx context.Context, m *raftcmdv1.RollNode) error {
+	var size string
+	s.store.Read(func(st *state.State) {
+		if c, ok := st.Cluster(m.GetClusterId()); ok {
+			size = c.NodeSize
+		}
+	})
+	m.Size = s.sizeMsg(size)
+	_, err := s.apply(ctx, command.TypeRollNode, m, m.GetClusterId())
+	return err
+}
 
 // ReplaceWorker replaces a worker whose host stayed offline (the reconciler's write); the new
 // worker is placed at the cluster's node size from the catalog.

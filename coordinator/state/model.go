@@ -215,6 +215,15 @@ type Cluster struct {
 	InitHost string `json:"init_host,omitempty"`
 	// VIP is the control-plane VIP when the endpoint came from the infra's pool.
 	VIP *ClusterVIP `json:"vip,omitempty"`
+	// Artifacts are the binaries of KubernetesVersion hosts install during an upgrade.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+}
+
+// Artifact is a binary of the coordinators' artifact store, by content.
+type Artifact struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
 }
 
 // ClusterVIP is who holds a cluster's control-plane VIP. Epoch grows by one at each new
@@ -277,6 +286,15 @@ type Node struct {
 	// APIReady: the host's local API server answered its last readiness check (control
 	// planes only; reported by the agent when it changes). A VIP goes only to a ready host.
 	APIReady bool `json:"api_ready,omitempty"`
+	// Size is the node size the host was placed for; a node-size roll replaces the nodes
+	// whose Size is not the cluster's.
+	Size string `json:"size,omitempty"`
+	// Replaces is the host whose node this one takes over (a node-size roll or an offline
+	// control plane): that node is removed once this one's plan has succeeded.
+	Replaces string `json:"replaces,omitempty"`
+	// EtcdMemberID is a control plane's etcd member (hex), as its etcd-check step found it;
+	// removing the control plane removes that member first.
+	EtcdMemberID string `json:"etcd_member_id,omitempty"`
 }
 
 // JoinCred is a just-in-time bootstrap token, sealed with the coordinator keyring.

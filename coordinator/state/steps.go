@@ -23,7 +23,44 @@ const (
 	StepDrain      = "drain"
 	StepDeleteNode = "delete-node"
 	StepReset      = "reset"
+	// StepEtcdCheck ends a control plane's plan: its etcd member is found (and recorded)
+	// and every member of the cluster must be healthy, so control-plane changes happen one
+	// at a time on a healthy etcd.
+	StepEtcdCheck = "etcd-check"
+	// StepEtcdCleanup runs on a joined control plane before a control plane's join, and
+	// again before each retry of a failed join: a member (or learner) left behind by an
+	// earlier attempt for that node is removed, so the retry can add it again.
+	StepEtcdCleanup = "etcd-cleanup"
+	// StepEtcdRemove removes a leaving control plane's etcd member first, from another
+	// control plane.
+	StepEtcdRemove = "etcd-remove"
+	// Upgrade steps, appended to every node's plan by an upgrade: the first control plane
+	// runs kubeadm upgrade apply, the other control planes kubeadm upgrade node one at a
+	// time, then each worker in turn is drained (by a control plane), upgraded and
+	// uncordoned. Each upgrade step installs the target version's binaries from the
+	// coordinators' artifact store first.
+	StepUpgradeApply = "upgrade-apply"
+	StepUpgradeNode  = "upgrade-node"
+	StepUpgradeDrain = "upgrade-drain"
+	StepUncordon     = "uncordon"
 )
+
+// UpgradeSteps is what an upgrade appends to a node's plan: apply on the control plane
+// that leads it, node on the other control planes, drain, node, uncordon on workers.
+func UpgradeSteps(role string, leader bool) []string {
+	switch {
+	case leader:
+		return []string{StepUpgradeApply}
+	case role == RoleWorker:
+		return []string{StepUpgradeDrain, StepUpgradeNode, StepUncordon}
+	}
+	return []string{StepUpgradeNode}
+}
+
+// IsUpgradeStep tells whether a step belongs to an upgrade.
+func IsUpgradeStep(name string) bool {
+	return name == StepUpgradeApply || name == StepUpgradeNode || name == StepUpgradeDrain || name == StepUncordon
+}
 
 // RemovalSteps is the plan that takes a node out: drain and delete its Node object first
 // when it is leaving a cluster that stays (a scale-down), reset alone when the whole
@@ -35,6 +72,17 @@ func RemovalSteps(drain bool) []string {
 	return []string{StepReset}
 }
 
+// ControlPlaneRemovalSteps take a control plane out of a cluster that stays: its etcd
+// member goes first (from another control plane, so the removal never depends on the
+// leaving host), then it is drained (skipped when its host is offline: nothing can be
+// evicted from a dead kubelet) and its Node object deleted; the reset waits for the host.
+func ControlPlaneRemovalSteps(drain bool) []string {
+	if drain {
+		return []string{StepEtcdRemove, StepDrain, StepDeleteNode, StepReset}
+	}
+	return []string{StepEtcdRemove, StepDeleteNode, StepReset}
+}
+
 // ReplacementSteps take out a worker whose host is offline: its Node object goes at once
 // (a drain cannot evict from a dead kubelet, and Kubernetes reschedules the pods once the
 // node is gone), the reset waits for the host to come back.
@@ -42,7 +90,7 @@ func ReplacementSteps() []string { return []string{StepDeleteNode, StepReset} }
 
 // IsRemovalStep tells whether a step belongs to a node's removal.
 func IsRemovalStep(name string) bool {
-	return name == StepDrain || name == StepDeleteNode || name == StepReset
+	return name == StepDrain || name == StepDeleteNode || name == StepReset || name == StepEtcdRemove
 }
 
 // Step states.
@@ -58,6 +106,11 @@ type Step struct {
 	Name    string `json:"name"`
 	State   string `json:"state"`
 	Attempt int    `json:"attempt,omitempty"`
+	// Since is the attempt count when the step was (re)added to the plan: a step that a
+	// later operation adds again (an upgrade's steps, at the next upgrade) keeps counting
+	// attempts, so its step ids never repeat one the agent already answered, and its retry
+	// limit counts from here.
+	Since int `json:"since,omitempty"`
 	// Executor is the host that runs the attempt: the node's own host, except for
 	// `credentials`, which a joined control plane runs on the node's behalf.
 	Executor  string    `json:"executor,omitempty"`
@@ -72,9 +125,9 @@ type Step struct {
 func PlanFor(role string) []string {
 	switch role {
 	case RoleInitControlPlane:
-		return []string{StepPreflight, StepPrepare, StepPKI, StepInit, StepCNI, StepReady}
+		return []string{StepPreflight, StepPrepare, StepPKI, StepInit, StepCNI, StepReady, StepEtcdCheck}
 	case RoleControlPlane:
-		return []string{StepPreflight, StepPrepare, StepPKI, StepCredentials, StepJoin, StepReady}
+		return []string{StepPreflight, StepPrepare, StepPKI, StepEtcdCleanup, StepCredentials, StepJoin, StepReady, StepEtcdCheck}
 	default:
 		return []string{StepPreflight, StepPrepare, StepCredentials, StepJoin, StepReady}
 	}

@@ -188,6 +188,8 @@ var authzMatrix = map[string][len(authzPrincipals)]int{
 	// No machine has booted here: allowed callers get 404.
 	"GET /v1/machines/{mac}":                        {401, 401, 401, 404, 404, 404, 403, 403, 403},
 	"PATCH /v1/machines/{mac}":                      {401, 401, 401, 403, 403, 404, 403, 403, 403},
+	"GET /artifacts/sha256/{hex}":                   {404, 404, 404, 404, 404, 404, 404, 404, 404}, // no artifact store in this harness: public, 404 for all
+	"HEAD /artifacts/sha256/{hex}":                  {404, 404, 404, 404, 404, 404, 404, 404, 404},
 	"GET /v1/agent/download":                        {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /v1/agent/download.sha256":                 {200, 200, 200, 200, 200, 200, 200, 200, 200},
 	"GET /metrics":                                  {401, 401, 401, 200, 200, 200, 403, 403, 403},
@@ -322,6 +324,8 @@ func (e *authzEnv) request(t *testing.T, route, clusterID string) (path string, 
 		return "/install.sh", nil
 	case "GET /boot/{file}", "HEAD /boot/{file}":
 		return "/boot/ipxe?mac=52:54:00:00:00:01", nil
+	case "GET /artifacts/sha256/{hex}", "HEAD /artifacts/sha256/{hex}":
+		return "/artifacts/sha256/" + strings.Repeat("0", 64), nil
 	case "PUT /v1/hosts/{id}/network":
 		return "/v1/hosts/" + e.hostID + "/network", map[string]any{"bridges": []any{map[string]any{"name": "br0"}}}
 	case "DELETE /v1/hosts/{id}/network":

@@ -73,10 +73,15 @@ type host struct {
 	root     string
 	stateDir string
 
+	// cpus and mem are what its inventory reports.
+	cpus int
+	mem  int64
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan error
 	exec   *steps.Executor
+	vip    *fakeVIP
 	// drop, when set, sees every update the agent sends and may swallow it (to kill the
 	// agent right after a step finished, before anybody heard of it).
 	drop func(*agentv1.StepUpdate) bool
@@ -127,6 +132,7 @@ func (h *host) clearHook() {
 // fleet is a coordinator cluster plus its hosts.
 type fleet struct {
 	t         *testing.T
+	vip       bool
 	c         *clustertest.Cluster
 	fakeState string
 	infraID   string
@@ -145,6 +151,23 @@ func newFleet(t *testing.T, replicas, n int) *fleet {
 // newFleetWith is newFleet with more configuration applied to every replica.
 func newFleetWith(t *testing.T, replicas, n int, configure func(*server.Config)) *fleet {
 	t.Helper()
+	return newFleetOpts(t, fleetOptions{replicas: replicas, hosts: n, configure: configure})
+}
+
+// fleetOptions shape a fleet beyond its size.
+type fleetOptions struct {
+	replicas, hosts int
+	configure       func(*server.Config)
+	// size gives host i's CPUs and memory (default 4 CPUs, 8 GiB: "medium").
+	size func(i int) (cpus int, mem int64)
+	// vipPool gives the infra a VIP pool, so clusters get a VIP endpoint; the agents then
+	// run fakeVIP, the edge stand-in for agent/vip.
+	vipPool string
+}
+
+func newFleetOpts(t *testing.T, o fleetOptions) *fleet {
+	t.Helper()
+	replicas, n, configure := o.replicas, o.hosts, o.configure
 	c := clustertest.Start(t, clustertest.Options{Replicas: replicas, Configure: func(cfg *server.Config) {
 		cfg.NoReconciler = false
 		cfg.AgentHeartbeat = 300 * time.Millisecond
@@ -155,9 +178,13 @@ func newFleetWith(t *testing.T, replicas, n int, configure func(*server.Config))
 			configure(cfg)
 		}
 	}})
-	f := &fleet{t: t, c: c, fakeState: t.TempDir()}
+	f := &fleet{t: t, c: c, fakeState: t.TempDir(), vip: o.vipPool != ""}
 	ctx := context.Background()
-	infra, err := c.Client().CreateInfra(ctx, v1.CreateInfraRequest{Name: ptr("dc1"), Kind: ptr("onpremise")})
+	ireq := v1.CreateInfraRequest{Name: ptr("dc1"), Kind: ptr("onpremise")}
+	if o.vipPool != "" {
+		ireq.VIPPool = ptr(o.vipPool)
+	}
+	infra, err := c.Client().CreateInfra(ctx, ireq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +198,10 @@ func newFleetWith(t *testing.T, replicas, n int, configure func(*server.Config))
 	f.caHash = "sha256:" + c.Service().AgentCAFingerprint()
 	base := t.TempDir()
 	for i := range n {
-		h := &host{i: i, name: fmt.Sprintf("host-%d", i+1), dir: filepath.Join(base, fmt.Sprintf("h%d", i+1))}
+		h := &host{i: i, name: fmt.Sprintf("host-%d", i+1), dir: filepath.Join(base, fmt.Sprintf("h%d", i+1)), cpus: 4, mem: 8 << 30}
+		if o.size != nil {
+			h.cpus, h.mem = o.size(i)
+		}
 		h.root = filepath.Join(h.dir, "root")
 		h.stateDir = filepath.Join(h.dir, "state")
 		for p, content := range seeded {
@@ -241,10 +271,15 @@ func (f *fleet) start(h *host) {
 	cc.Steps = hookedSteps{h: h, ex: ex}
 	cc.BackoffMin, cc.BackoffMax = 20*time.Millisecond, 300*time.Millisecond
 	cc.WelcomeTimeout, cc.DialTimeout = 3*time.Second, 3*time.Second
-	i, name := h.i, h.name
+	i, name, cpus, mem := h.i, h.name, h.cpus, h.mem
+	var vip *fakeVIP
+	if f.vip {
+		vip = newFakeVIP(h.root)
+		cc.VIP = vip
+	}
 	cc.Inventory = func(context.Context) (*inventory.Inventory, error) {
 		return &inventory.Inventory{
-			Hostname: name, OSRelease: "Test Linux", Kernel: "6.1", CPUs: 4, CPUModel: "test", MemoryBytes: 8 << 30,
+			Hostname: name, OSRelease: "Test Linux", Kernel: "6.1", CPUs: cpus, CPUModel: "test", MemoryBytes: mem,
 			Disks:    []inventory.Disk{{Name: "vda", SizeBytes: 50 << 30}},
 			NICs:     []inventory.NIC{{Name: "eth0", MAC: fmt.Sprintf("52:54:00:aa:00:%02x", i+1), Addresses: []string{fmt.Sprintf("10.77.0.%d/24", i+10)}, Up: true}},
 			Versions: map[string]string{}, Labels: map[string]string{},
@@ -256,9 +291,12 @@ func (f *fleet) start(h *host) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	if vip != nil {
+		go vip.run(ctx, cl)
+	}
 	go func() { done <- cl.Run(ctx) }()
 	h.mu.Lock()
-	h.cancel, h.done, h.exec = cancel, done, ex
+	h.cancel, h.done, h.exec, h.vip = cancel, done, ex, vip
 	h.mu.Unlock()
 }
 
@@ -447,4 +485,57 @@ type apiClient = client.Client
 
 func clientListHosts(infraID string) client.ListOptions {
 	return client.ListOptions{InfraID: infraID, PerPage: 100}
+}
+
+// fakeVIP stands in for agent/vip at the edge of the machine (no kernel address, no ARP):
+// it takes the VIP whenever the coordinators say so, and reports its API server ready while
+// the host's kube-apiserver static pod manifest exists, as the real one's readyz would.
+// It reports only changes, like the real one.
+type fakeVIP struct {
+	manifest string
+	mu       sync.Mutex
+	assigned map[string]*agentv1.VIPAssignment
+	sent     map[string]*agentv1.VIPStatus
+	poke     chan struct{}
+}
+
+func newFakeVIP(root string) *fakeVIP {
+	return &fakeVIP{manifest: filepath.Join(root, "etc/kubernetes/manifests/kube-apiserver.yaml"),
+		assigned: map[string]*agentv1.VIPAssignment{}, sent: map[string]*agentv1.VIPStatus{}, poke: make(chan struct{}, 1)}
+}
+
+func (v *fakeVIP) SetVIP(a *agentv1.VIPAssignment) {
+	v.mu.Lock()
+	if old := v.assigned[a.GetClusterId()]; old == nil || a.GetEpoch() >= old.GetEpoch() {
+		v.assigned[a.GetClusterId()] = a
+	}
+	v.mu.Unlock()
+	select {
+	case v.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (v *fakeVIP) run(ctx context.Context, cl *coordclient.Client) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-v.poke:
+		}
+		_, err := os.Stat(v.manifest)
+		ready := err == nil
+		v.mu.Lock()
+		for id, a := range v.assigned {
+			st := &agentv1.VIPStatus{ClusterId: id, Epoch: a.GetEpoch(), Holding: a.GetHolder(), Ready: ready}
+			if old := v.sent[id]; old == nil || old.GetEpoch() != st.GetEpoch() || old.GetHolding() != st.GetHolding() || old.GetReady() != st.GetReady() {
+				v.sent[id] = st
+				cl.ReportVIP(st)
+			}
+		}
+		v.mu.Unlock()
+	}
 }

@@ -34,11 +34,17 @@ var realistic = map[string]time.Duration{
 	"reset/remove-etcd-member": 500 * time.Millisecond,
 	"reset/cleanup-node":       1 * time.Second,
 
+	// An upgrade restarts the control plane's static Pods one by one and waits for each;
+	// a worker only rewrites its kubelet configuration.
+	"upgrade/apply": 45 * time.Second,
+	"upgrade/node":  30 * time.Second,
+
 	"token/create":  300 * time.Millisecond,
 	"kubectl/apply": 1 * time.Second,
 	// A drain evicts nothing but waits on the API server a few times; delete is one call.
 	"kubectl/drain":  2 * time.Second,
 	"kubectl/delete": 300 * time.Millisecond,
+	"kubectl/exec":   500 * time.Millisecond,
 	"node-ready":     5 * time.Second,
 }
 

@@ -100,19 +100,49 @@ var kubeadmCommands = []*command{
 		tool: "kubeadm", name: "version",
 		flags: []flagSpec{{name: "output", short: "o", kind: stringFlag}},
 	},
+	{
+		// cmd/kubeadm/app/cmd/upgrade/apply.go; the version is checked like kubeadm's
+		// ValidateExactArgNumber, so maxArgs only lets it through.
+		tool: "kubeadm", name: "upgrade apply", maxArgs: 1 << 10,
+		flags: []flagSpec{
+			{name: "yes", short: "y", kind: boolFlag},
+			{name: "kubeconfig", kind: stringFlag},
+		},
+		unsimulated: []string{
+			"force/f", "dry-run", "config", "etcd-upgrade", "certificate-renewal",
+			"ignore-preflight-errors", "patches", "print-config", "feature-gates", "skip-phases",
+			"allow-experimental-upgrades", "allow-release-candidate-upgrades",
+		},
+	},
+	{
+		// cmd/kubeadm/app/cmd/upgrade/node.go
+		tool: "kubeadm", name: "upgrade node",
+		flags: []flagSpec{{name: "kubeconfig", kind: stringFlag}},
+		unsimulated: []string{
+			"dry-run", "config", "etcd-upgrade", "certificate-renewal", "ignore-preflight-errors",
+			"patches", "skip-phases",
+		},
+	},
 }
 
 // Real kubeadm subcommands the fake does not simulate at all.
 var kubeadmUnsimulatedCommands = []string{
-	"certs", "completion", "config", "kubeconfig", "upgrade", "alpha", "help",
-	"token list", "token delete", "token generate",
+	"certs", "completion", "config", "kubeconfig", "alpha", "help",
+	"token list", "token delete", "token generate", "upgrade plan", "upgrade diff",
 }
+
+// kubeadmCommandGroups are the kubeadm commands that only hold subcommands.
+var kubeadmCommandGroups = []string{"token", "upgrade"}
 
 // kubectl's global flags (a selection: the ones a caller is likely to try).
 var (
-	kubectlRootFlags       = []flagSpec{{name: "kubeconfig", kind: stringFlag}}
+	// --namespace is only simulated for exec; other commands refuse it (see kubectl).
+	kubectlRootFlags = []flagSpec{
+		{name: "kubeconfig", kind: stringFlag},
+		{name: "namespace", short: "n", kind: stringFlag},
+	}
 	kubectlRootUnsimulated = []string{
-		"context", "cluster", "user", "namespace/n", "server/s", "token", "as", "as-group",
+		"context", "cluster", "user", "server/s", "token", "as", "as-group",
 		"certificate-authority", "client-certificate", "client-key", "insecure-skip-tls-verify",
 		"request-timeout", "tls-server-name", "v/v", "match-server-version", "cache-dir",
 		"username", "password", "profile", "warnings-as-errors", "help/h",
@@ -170,12 +200,22 @@ var kubectlCommands = []*command{
 			"recursive/R", "selector/l", "dry-run",
 		},
 	},
+	{
+		// kubectl/pkg/cmd/drain/drain.go (NewCmdUncordon)
+		tool: "kubectl", name: "uncordon",
+		unsimulated: []string{"dry-run", "selector/l"},
+	},
+	{
+		// kubectl/pkg/cmd/exec/exec.go: everything after "--" is the command.
+		tool: "kubectl", name: "exec",
+		unsimulated: []string{"container/c", "stdin/i", "tty/t", "quiet/q", "filename/f", "pod-running-timeout"},
+	},
 }
 
 var kubectlUnsimulatedCommands = []string{
 	"create", "expose", "run", "set", "explain", "edit", "rollout", "scale",
-	"autoscale", "certificate", "cluster-info", "top", "cordon", "uncordon", "taint",
-	"describe", "logs", "attach", "exec", "port-forward", "proxy", "cp", "auth", "debug",
+	"autoscale", "certificate", "cluster-info", "top", "cordon", "taint",
+	"describe", "logs", "attach", "port-forward", "proxy", "cp", "auth", "debug",
 	"events", "diff", "patch", "replace", "wait", "kustomize", "label", "annotate",
 	"completion", "api-resources", "api-versions", "config", "plugin", "version", "options",
 	"help",
@@ -186,6 +226,9 @@ type parsed struct {
 	values  map[string][]string
 	changed map[string]bool
 	args    []string
+	// dash is cobra's ArgsLenAtDash: how many positional arguments came before "--", or
+	// -1 without one. kubectl exec tells its pod from its command by it.
+	dash int
 }
 
 // has reports whether the flag was given, even with an empty value (--groups "").
@@ -221,11 +264,12 @@ func (p parsed) duration(name string) (time.Duration, bool) {
 func parseFlags(c *command, rootFlags []flagSpec, rootUnsimulated []string, args []string) (parsed, error) {
 	specs := append(append([]flagSpec(nil), rootFlags...), c.flags...)
 	unsimulated := append(append([]string(nil), rootUnsimulated...), c.unsimulated...)
-	p := parsed{values: map[string][]string{}, changed: map[string]bool{}}
+	p := parsed{values: map[string][]string{}, changed: map[string]bool{}, dash: -1}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
+			p.dash = len(p.args)
 			p.args = append(p.args, args[i+1:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "--"):

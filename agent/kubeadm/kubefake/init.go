@@ -289,14 +289,21 @@ func (r *run) registerCluster(h *hostFS, c *initConfig, ca *keyPair, confs []con
 		if st.Clusters == nil {
 			st.Clusters = map[string]*cluster{}
 		}
-		st.Clusters[c.endpoint] = &cluster{
+		cl := &cluster{
 			Endpoint: c.endpoint, Name: c.clusterName, CAHash: caHash(ca.cert), CACert: string(ca.certPEM), CAKey: string(ca.keyPEM),
 			Version: c.version, ServiceSubnet: c.serviceSubnet, PodSubnet: c.podSubnet,
 			DNSDomain: c.dnsDomain, CertDir: c.certDir, ImageRepo: c.imageRepo, EtcdDataDir: c.etcdDataDir,
 			Tokens:       map[string]tokenRecord{},
 			SANEndpoints: sanEndpoints(c),
-			Nodes:        map[string]nodeRecord{c.nodeName: {ControlPlane: true, APIEndpoint: joinHostPort(c.advertise, c.bindPort), Root: h.base, RegisteredAt: now}},
+			Nodes: map[string]nodeRecord{c.nodeName: {
+				ControlPlane: true, APIEndpoint: joinHostPort(c.advertise, c.bindPort), Root: h.base, RegisteredAt: now,
+				KubeletVersion: c.version, ControlPlaneVersion: c.version,
+			}},
 		}
+		// etcd started in the etcd phase, but nothing can see it before the API server
+		// answers, so its member is recorded with the cluster.
+		cl.startEtcd(c.nodeName, c.advertise)
+		st.Clusters[c.endpoint] = cl
 		forgetRoot(st, h.base)
 		for _, cs := range confs {
 			setOwner(st, h.hostPath(cs.file), c.endpoint, c.nodeName)

@@ -4,9 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -117,15 +115,8 @@ func (r *run) join(p parsed) error {
 	r.println("[kubelet-start] Starting the kubelet")
 
 	if c.controlPlane {
-		r.println("[etcd] Announced new etcd member joining to the existing etcd cluster")
-		r.printf("[etcd] Creating static Pod manifest for %q\n", "etcd")
-		r.println("[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s")
-		if err := r.phase("join/etcd-join"); err != nil {
+		if err := r.joinEtcd(h, c, ns); err != nil {
 			return err
-		}
-		ns.etcdPeers = etcdPeers(cl, c.nodeName, c.advertise)
-		if err := r.writeEtcd(h, ns); err != nil {
-			return phaseError("etcd-join", err)
 		}
 	}
 
@@ -285,24 +276,6 @@ func (r *run) prepareControlPlane(h *hostFS, c *joinConfig, cl *cluster, ns node
 	return r.phase("join/check-etcd")
 }
 
-// etcdPeers is the initial cluster a joining etcd member is told about: every control
-// plane's member, then its own.
-func etcdPeers(cl *cluster, node, advertise string) []string {
-	var names []string
-	for name, n := range cl.Nodes {
-		if n.ControlPlane {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	var peers []string
-	for _, name := range names {
-		host, _, _ := net.SplitHostPort(cl.Nodes[name].APIEndpoint)
-		peers = append(peers, name+"=https://"+net.JoinHostPort(host, "2380"))
-	}
-	return append(peers, node+"=https://"+net.JoinHostPort(advertise, "2380"))
-}
-
 // tlsBootstrap stands in for the kubelet's TLS bootstrap: the token must still be valid
 // and allowed to authenticate; the kubelet then gets its client certificate, written into
 // kubelet.conf, and the node registers.
@@ -342,9 +315,10 @@ func (r *run) tlsBootstrap(h *hostFS, c *joinConfig, cl *cluster, ns nodeSetup) 
 		if cur.Nodes == nil {
 			cur.Nodes = map[string]nodeRecord{}
 		}
-		rec := nodeRecord{ControlPlane: c.controlPlane, Root: h.base, RegisteredAt: now}
+		rec := nodeRecord{ControlPlane: c.controlPlane, Root: h.base, RegisteredAt: now, KubeletVersion: cur.Version}
 		if c.controlPlane {
 			rec.APIEndpoint = joinHostPort(c.advertise, c.bindPort)
+			rec.ControlPlaneVersion = cur.Version
 		}
 		cur.Nodes[c.nodeName] = rec
 		forgetRoot(st, h.base)

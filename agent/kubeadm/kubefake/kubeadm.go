@@ -58,6 +58,10 @@ func (r *run) kubeadm(args []string) int {
 		err = r.tokenCreate(p)
 	case "version":
 		err = r.kubeadmVersion(p)
+	case "upgrade apply":
+		err = r.upgradeApply(p)
+	case "upgrade node":
+		err = r.upgradeNode(p)
 	}
 	return r.finishKubeadm(err)
 }
@@ -69,10 +73,10 @@ func unknownKubeadmCommand(words []string) error {
 		return notSimulated("kubeadm without a subcommand")
 	case slices.Contains(kubeadmUnsimulatedCommands, name), slices.Contains(kubeadmUnsimulatedCommands, words[0]):
 		return notSimulated("kubeadm " + name)
-	case name == "token":
-		return errors.New(`missing subcommand; "token" is not meant to be run on its own`)
-	case words[0] == "token":
-		return fmt.Errorf("unknown command %q for %q", words[1], "kubeadm token")
+	case slices.Contains(kubeadmCommandGroups, name):
+		return fmt.Errorf("missing subcommand; %q is not meant to be run on its own", name)
+	case slices.Contains(kubeadmCommandGroups, words[0]):
+		return fmt.Errorf("unknown command %q for %q", words[1], "kubeadm "+words[0])
 	}
 	return fmt.Errorf("unknown command %q for %q", words[0], "kubeadm")
 }

@@ -48,6 +48,11 @@ func (r *run) kubectl(args []string) int {
 	if err != nil {
 		return r.finishKubectl(&usageError{err: err, path: cmd.path()})
 	}
+	// Every kubectl command takes --namespace; only exec, which reaches a kube-system pod,
+	// needs it here, so elsewhere it is refused as the unsimulated flag it used to be.
+	if p.has("namespace") && cmd.name != "exec" {
+		return r.finishKubectl(&usageError{err: notSimulatedFlag(&command{tool: "kubectl"}, spelling(args, "namespace", "n")), path: "kubectl"})
+	}
 	switch cmd.name {
 	case "apply":
 		err = r.apply(p)
@@ -57,8 +62,29 @@ func (r *run) kubectl(args []string) int {
 		err = r.drain(p)
 	case "delete":
 		err = r.deleteNode(p)
+	case "uncordon":
+		err = r.uncordon(p)
+	case "exec":
+		err = r.exec(p)
 	}
 	return r.finishKubectl(err)
+}
+
+// spelling is how a flag was written on the command line ("-n" or "--namespace"), for
+// messages that name it.
+func spelling(args []string, long, short string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if name, _, _ := strings.Cut(a, "="); name == "--"+long {
+			return name
+		}
+		if short != "" && strings.HasPrefix(a, "-"+short) && !strings.HasPrefix(a, "--") {
+			return "-" + short
+		}
+	}
+	return "--" + long
 }
 
 // client is what kubectl resolves before talking to the API server.
@@ -321,6 +347,7 @@ func (r *run) get(p parsed) error {
 	case "name":
 		r.println("node/" + name)
 	default:
+		version = runningKubeletVersion(node, version)
 		status, roles := "NotReady", "<none>"
 		if ready {
 			status = "Ready"

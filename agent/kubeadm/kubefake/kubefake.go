@@ -3,8 +3,28 @@
 // only the part of them deployme uses), refuses bad input with the real tools' messages,
 // prints kubeadm's phase lines, and writes what the real tools would write, but only under
 // the `--rootfs` it is given. A state directory plays the API servers: clusters by
-// control-plane endpoint with their CA, bootstrap tokens, nodes and applied manifests, so
-// that several fake hosts (processes or goroutines) can form a cluster together.
+// control-plane endpoint with their CA, bootstrap tokens, nodes, stacked etcd members and
+// applied manifests, so that several fake hosts (processes or goroutines) can form a
+// cluster together. etcdctl is simulated only inside the etcd Pods, through kubectl exec.
+//
+// # Installed binaries
+//
+// kubeadm upgrade needs to know which kubeadm and kubelet a host has installed, which a
+// single fake binary cannot be. Tests (and development mode) therefore install small text
+// artifacts in the host root in place of the real binaries, and the fake reads them. The
+// one at <root>/usr/bin/kubeadm reads
+//
+//	fake-kube-binary
+//	name=kubeadm
+//	version=v1.38.0
+//
+// and <root>/usr/bin/kubelet likewise, with name=kubelet.
+//
+// kubeadm upgrade apply and upgrade node refuse to run unless <root>/usr/bin/kubeadm is
+// such an artifact of the version they upgrade to. A node's kubelet reports the version of
+// <root>/usr/bin/kubelet when that is such an artifact (the agent restarts the kubelet
+// after replacing it, which the fake cannot see), and otherwise the version it joined with
+// or last recorded by an upgrade.
 package kubefake
 
 import (
@@ -42,9 +62,10 @@ type Options struct {
 	Version string
 	// Delay says how long a phase takes; nil means instant. Phases are named
 	// "<subcommand>/<phase>" for kubeadm ("init/preflight", "join/kubelet-start",
-	// "reset/cleanup-node", "token/create"), "kubectl/apply", "kubectl/drain" (between
-	// cordon and drained), "kubectl/delete", and "node-ready": how long a node takes to
-	// turn Ready once it is registered and the CNI is applied.
+	// "reset/cleanup-node", "token/create", "upgrade/apply", "upgrade/node"),
+	// "kubectl/apply", "kubectl/drain" (between cordon and drained), "kubectl/delete",
+	// "kubectl/exec", and "node-ready": how long a node takes to turn Ready once it is
+	// registered and the CNI is applied.
 	Delay func(phase string) time.Duration
 	// Stdout receives the tool's standard output (nil: discarded).
 	Stdout io.Writer
@@ -216,15 +237,27 @@ func (r *run) finishKubeadm(err error) int {
 	return exitError
 }
 
+// remoteExit is a command run by kubectl exec that exited non-zero; it has printed its
+// own messages, and kubectl exits with its code.
+type remoteExit struct{ code int }
+
+func (e *remoteExit) Error() string {
+	return fmt.Sprintf("command terminated with exit code %d", e.code)
+}
+
 // finishKubectl prints an error the way kubectl does and returns the exit code.
 func (r *run) finishKubectl(err error) int {
 	var ke *kubectlError
 	var ue *usageError
+	var re *remoteExit
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, errInterrupted):
 		return exitInterrupted
+	case errors.As(err, &re):
+		fmt.Fprintln(r.errOut, re.Error())
+		return re.code
 	case errors.As(err, &ke):
 		fmt.Fprintln(r.errOut, ke.msg)
 	case errors.As(err, &ue):

@@ -470,6 +470,12 @@ func TestDelays(t *testing.T) {
 	cp2 := e.host(true)
 	writeFile(t, cp2, joinPath, joinConfigYAML("cp2", "cp2tok.0123456789abcdef", e.pki.caHash, "10.0.0.12"), 0o600)
 	e.must(e.kubeadm("join", "--config", joinPath, "--rootfs", cp2))
+	e.must(e.kubectl(etcdctlArgs(admin, "cp1", "endpoint", "health", "--cluster", "-w", "json")...))
+	for _, root := range []string{cp1, cp2} {
+		installBinary(t, root, "kubeadm", "v1.37.3")
+	}
+	e.must(e.kubeadm("upgrade", "apply", "v1.37.3", "--yes", "--rootfs", cp1))
+	e.must(e.kubeadm("upgrade", "node", "--rootfs", cp2))
 	e.must(e.kubectl("--kubeconfig", admin, "drain", "cp2", "--ignore-daemonsets"))
 	e.must(e.kubectl("--kubeconfig", admin, "delete", "node", "cp2"))
 	e.must(e.kubeadm("reset", "--force", "--rootfs", cp2))

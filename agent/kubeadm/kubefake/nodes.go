@@ -212,3 +212,56 @@ func (r *run) deleteNode(p parsed) error {
 	}
 	return nil
 }
+
+// uncordon runs `kubectl --kubeconfig K uncordon NODE`: the node is schedulable again, and
+// no longer counts as drained.
+func (r *run) uncordon(p parsed) error {
+	switch len(p.args) {
+	case 0:
+		return errors.New("USAGE: uncordon NODE [flags]\nSee 'kubectl uncordon -h' for help and examples")
+	case 1:
+	default:
+		return notSimulated("kubectl uncordon with more than one node")
+	}
+	name := p.args[0]
+	c, err := r.kubectlClient(p)
+	if err != nil {
+		return err
+	}
+	fail, err := r.store.consumeFailure("uncordon", name)
+	if err != nil {
+		return err
+	}
+	if fail {
+		return refused(c.cc.endpoint)
+	}
+	already := false
+	err = r.store.update(func(st *fakeState) error {
+		cl, groups, user, err := authorize(st, c)
+		if err != nil {
+			return err
+		}
+		n, ok := cl.Nodes[name]
+		if !ok {
+			return notFoundNode(name)
+		}
+		if !isAdmin(groups) {
+			return &kubectlError{"Error from server (Forbidden): " + forbiddenNode("patch", user, name)}
+		}
+		already = !n.Cordoned
+		n.Cordoned, n.Drained = false, false
+		cl.Nodes[name] = n
+		// Like drain's, the line records every uncordon that succeeded, needed or not.
+		st.record("uncordon", cl.Endpoint, name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if already {
+		r.println("node/" + name + " already uncordoned")
+	} else {
+		r.println("node/" + name + " uncordoned")
+	}
+	return nil
+}

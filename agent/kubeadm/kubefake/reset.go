@@ -72,6 +72,9 @@ func (r *run) reset(p parsed) error {
 	if err := r.phase("reset/remove-etcd-member"); err != nil {
 		return err
 	}
+	if h.exists(manifestPath("etcd")) && reachable {
+		r.resetEtcdMember(endpoint, node)
+	}
 	if h.exists(manifestPath("etcd")) || h.dirNotEmpty(etcdDir) {
 		if err := r.clean(h, etcdDir); err != nil {
 			return phaseError("remove-etcd-member", err)

@@ -2,6 +2,7 @@ package kubefake
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -58,6 +59,17 @@ func inRootErr(err error, p string) error {
 
 func (h *hostFS) readFile(p string) ([]byte, error) {
 	b, err := h.root.ReadFile(rel(p))
+	return b, inRootErr(err, p)
+}
+
+// readHead reads at most n bytes from the start of a file.
+func (h *hostFS) readHead(p string, n int64) ([]byte, error) {
+	f, err := h.root.Open(rel(p))
+	if err != nil {
+		return nil, inRootErr(err, p)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, n))
 	return b, inRootErr(err, p)
 }
 

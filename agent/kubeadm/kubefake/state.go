@@ -64,6 +64,11 @@ type cluster struct {
 	// Objects maps "<resource>/<namespace>/<name>" to the digest of the last applied
 	// document, so a second apply can tell "unchanged" from "configured".
 	Objects map[string]string `json:"objects,omitempty"`
+	// Etcd is the stacked etcd cluster's member list, in the order members were added.
+	Etcd []etcdMember `json:"etcd,omitempty"`
+	// EtcdClusterID and EtcdRaftTerm are what etcd puts in its response headers.
+	EtcdClusterID uint64 `json:"etcdClusterID,omitempty"`
+	EtcdRaftTerm  uint64 `json:"etcdRaftTerm,omitempty"`
 }
 
 type tokenRecord struct {
@@ -117,9 +122,35 @@ type nodeRecord struct {
 	Root         string    `json:"root"`
 	RegisteredAt time.Time `json:"registeredAt"`
 	// Cordoned is spec.unschedulable, set by kubectl drain before it evicts anything;
-	// Drained is set once drain has evicted every pod it had to.
+	// Drained is set once drain has evicted every pod it had to. kubectl uncordon clears
+	// both.
 	Cordoned bool `json:"cordoned,omitempty"`
 	Drained  bool `json:"drained,omitempty"`
+	// KubeletVersion is status.nodeInfo.kubeletVersion; ControlPlaneVersion is the version
+	// of a control plane's static Pods. Both start at the cluster's version and change
+	// with kubeadm upgrade.
+	KubeletVersion      string `json:"kubeletVersion,omitempty"`
+	ControlPlaneVersion string `json:"controlPlaneVersion,omitempty"`
+}
+
+// kubeletVersion is the version the node's kubelet reports; records written before the
+// fake tracked it report the cluster's.
+func (n nodeRecord) kubeletVersion(clusterVersion string) string {
+	if n.KubeletVersion != "" {
+		return n.KubeletVersion
+	}
+	return clusterVersion
+}
+
+// controlPlaneVersion is the version of a control plane's static Pods, "" on a worker.
+func (n nodeRecord) controlPlaneVersion(clusterVersion string) string {
+	switch {
+	case !n.ControlPlane:
+		return ""
+	case n.ControlPlaneVersion != "":
+		return n.ControlPlaneVersion
+	}
+	return clusterVersion
 }
 
 type kubeconfigOwner struct {
@@ -327,22 +358,34 @@ func splitFields(line string) ([]string, error) {
 	return out, nil
 }
 
-// Subcommands FailNext knows: kubeadm's by their command path, kubectl's by verb.
-var failableSubcommands = []string{"init", "join", "reset", "token create", "apply", "get", "drain", "delete"}
+// Subcommands FailNext knows: kubeadm's by their command path, kubectl's by verb, and
+// "join-etcd" for the etcd phase of a control-plane join.
+var failableSubcommands = []string{"init", "join", "join-etcd", "reset", "token create", "upgrade", "apply", "get", "drain", "delete", "uncordon"}
 
 func failureKey(subcommand, node string) string { return subcommand + "@" + node }
 
-// FailNext makes the next n invocations of subcommand ("init", "join", "reset",
-// "token create", or kubectl's "apply", "get", "drain" and "delete") for node nodeName fail
-// like the real tool does, after printing its first phases. nodeName "" matches any node.
+// FailNext makes the next n invocations of subcommand ("init", "join", "join-etcd",
+// "reset", "token create", "upgrade", or kubectl's "apply", "get", "drain", "delete" and
+// "uncordon") for node nodeName fail like the real tool does, after printing its first
+// phases. nodeName "" matches any node.
+//
 // The node of an invocation is the one it runs on: nodeRegistration.name for init and join,
-// the node whose kubelet.conf reset finds, and for token create, apply and get the node that
-// the kubeconfig they are given was written for. kubectl drain and delete node instead
-// match the node they act on (the NODE argument). An armed drain cordons the node, then
-// fails evicting a pod guarded by a PodDisruptionBudget (a drain with --disable-eviction
-// deletes instead of evicting, so it neither fails nor uses up the count); an armed
-// delete finds the API server refusing connections. n == 0 clears the setting. Stored in
-// stateDir, so it reaches fakes in other processes.
+// the node whose kubelet.conf reset and upgrade find, and for token create, apply and get
+// the node that the kubeconfig they are given was written for. kubectl drain, delete node
+// and uncordon instead match the node they act on (the NODE argument).
+//
+// An armed init fails pulling images in preflight and an armed join cannot reach the API
+// server, both leaving the host untouched. "join-etcd" fails a control-plane join in its
+// etcd phase, after its etcd member was added as a learner: the learner stays in the
+// member list, never started, and the node is not registered (the host keeps what the join
+// wrote before, kubelet.conf excepted), which is what a join that timed out waiting for
+// its etcd member leaves behind. "upgrade" fails kubeadm upgrade apply and upgrade node
+// reading the kubeadm-config ConfigMap, changing nothing. An armed drain cordons the node,
+// then fails evicting a pod guarded by a PodDisruptionBudget (a drain with
+// --disable-eviction deletes instead of evicting, so it neither fails nor uses up the
+// count); an armed delete or uncordon finds the API server refusing connections.
+//
+// n == 0 clears the setting. Stored in stateDir, so it reaches fakes in other processes.
 func FailNext(stateDir, subcommand, nodeName string, n int) error {
 	if !slices.Contains(failableSubcommands, subcommand) {
 		return fmt.Errorf("kubefake: cannot fail %q: known subcommands are %q", subcommand, failableSubcommands)
@@ -401,15 +444,24 @@ func (st *fakeState) record(fields ...string) {
 
 // Journal returns, oldest first, what the fakes in stateDir did to nodes, one line each:
 //
-//	drain <endpoint> <node>        kubectl drain succeeded (the node is cordoned and empty)
-//	delete-node <endpoint> <node>  kubectl delete node removed the node from its cluster
-//	reset <node>                   kubeadm reset cleaned a host whose kubelet.conf names <node>
-//	reset <root>                   kubeadm reset cleaned a host that was no node (absolute root)
+//	drain <endpoint> <node>                     kubectl drain succeeded (the node is cordoned and empty)
+//	uncordon <endpoint> <node>                  kubectl uncordon succeeded (the node is schedulable)
+//	delete-node <endpoint> <node>               kubectl delete node removed the node from its cluster
+//	reset <node>                                kubeadm reset cleaned a host whose kubelet.conf names <node>
+//	reset <root>                                kubeadm reset cleaned a host that was no node (absolute root)
+//	etcd-add <endpoint> <node> <id> learner     a control-plane join added its etcd member as a learner
+//	etcd-promote <endpoint> <node> <id>         the join promoted it to a voting, started member
+//	etcd-remove <endpoint> <id> reset           kubeadm reset removed its node's etcd member
+//	etcd-remove <endpoint> <id> etcdctl         etcdctl member remove (through kubectl exec) removed it
+//	upgrade-apply <endpoint> <node> <version>   kubeadm upgrade apply upgraded the cluster from <node>
+//	upgrade-node <endpoint> <node> <version>    kubeadm upgrade node upgraded <node> to the cluster's version
 //
-// <endpoint> is the cluster's control-plane endpoint (host:port). Refused, failed and
-// dry-run invocations leave no line (Invocations has every call); fields that are not plain
-// words are Go-quoted. The journal lives in the state, so it is written under the same
-// lock and in the same atomic replacement as the change it records.
+// <endpoint> is the cluster's control-plane endpoint (host:port); <id> is an etcd member
+// ID in hex, as etcdctl --hex prints it. Refused, failed and dry-run invocations leave no
+// line (Invocations has every call), except that a control-plane join failing after its
+// etcd-add leaves that line, as its learner stays; fields that are not plain words are
+// Go-quoted. The journal lives in the state, so it is written under the same lock and in
+// the same atomic replacement as the change it records.
 func Journal(stateDir string) ([]string, error) {
 	var out []string
 	err := store{dir: stateDir}.view(func(st *fakeState) error {

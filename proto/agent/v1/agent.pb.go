@@ -957,8 +957,11 @@ type StepUpdate struct {
 	State   string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	// reason is machine-readable when failed; output_tail the end of the command's output.
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	OutputTail    string `protobuf:"bytes,6,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"`
+	Reason     string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	OutputTail string `protobuf:"bytes,6,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"`
+	// results are a succeeded step's findings the coordinator records (docs/steps.md), such
+	// as etcd_member_id.
+	Results       map[string]string `protobuf:"bytes,7,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1033,6 +1036,13 @@ func (x *StepUpdate) GetOutputTail() string {
 		return x.OutputTail
 	}
 	return ""
+}
+
+func (x *StepUpdate) GetResults() map[string]string {
+	if x != nil {
+		return x.Results
+	}
+	return nil
 }
 
 type CoordinatorMessage struct {
@@ -1685,7 +1695,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"last_steps\x18\x02 \x03(\v2\x1d.deployme.agent.v1.StepUpdateR\tlastSteps\"\x1d\n" +
 	"\tHeartbeat\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa2\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xa4\x02\n" +
 	"\n" +
 	"StepUpdate\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x12\n" +
@@ -1694,7 +1704,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1f\n" +
 	"\voutput_tail\x18\x06 \x01(\tR\n" +
-	"outputTail\"\x84\x03\n" +
+	"outputTail\x12D\n" +
+	"\aresults\x18\a \x03(\v2*.deployme.agent.v1.StepUpdate.ResultsEntryR\aresults\x1a:\n" +
+	"\fResultsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x84\x03\n" +
 	"\x12CoordinatorMessage\x126\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1a.deployme.agent.v1.WelcomeH\x00R\awelcome\x12F\n" +
 	"\rheartbeat_ack\x18\x02 \x01(\v2\x1f.deployme.agent.v1.HeartbeatAckH\x00R\fheartbeatAck\x127\n" +
@@ -1750,7 +1764,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*Disk)(nil),               // 0: deployme.agent.v1.Disk
 	(*NIC)(nil),                // 1: deployme.agent.v1.NIC
@@ -1775,7 +1789,8 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Redirect)(nil),           // 20: deployme.agent.v1.Redirect
 	nil,                        // 21: deployme.agent.v1.Inventory.VersionsEntry
 	nil,                        // 22: deployme.agent.v1.Inventory.LabelsEntry
-	nil,                        // 23: deployme.agent.v1.StepAssignment.ParamsEntry
+	nil,                        // 23: deployme.agent.v1.StepUpdate.ResultsEntry
+	nil,                        // 24: deployme.agent.v1.StepAssignment.ParamsEntry
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: deployme.agent.v1.Inventory.disks:type_name -> deployme.agent.v1.Disk
@@ -1790,25 +1805,26 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	8,  // 9: deployme.agent.v1.AgentMessage.vip_status:type_name -> deployme.agent.v1.VIPStatus
 	9,  // 10: deployme.agent.v1.AgentMessage.network_result:type_name -> deployme.agent.v1.NetworkResult
 	12, // 11: deployme.agent.v1.Hello.last_steps:type_name -> deployme.agent.v1.StepUpdate
-	16, // 12: deployme.agent.v1.CoordinatorMessage.welcome:type_name -> deployme.agent.v1.Welcome
-	17, // 13: deployme.agent.v1.CoordinatorMessage.heartbeat_ack:type_name -> deployme.agent.v1.HeartbeatAck
-	18, // 14: deployme.agent.v1.CoordinatorMessage.step:type_name -> deployme.agent.v1.StepAssignment
-	20, // 15: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
-	14, // 16: deployme.agent.v1.CoordinatorMessage.vip:type_name -> deployme.agent.v1.VIPAssignment
-	15, // 17: deployme.agent.v1.CoordinatorMessage.network:type_name -> deployme.agent.v1.NetworkConfig
-	23, // 18: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
-	19, // 19: deployme.agent.v1.StepAssignment.files:type_name -> deployme.agent.v1.File
-	3,  // 20: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
-	5,  // 21: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
-	7,  // 22: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
-	4,  // 23: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
-	6,  // 24: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
-	13, // 25: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
-	23, // [23:26] is the sub-list for method output_type
-	20, // [20:23] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	23, // 12: deployme.agent.v1.StepUpdate.results:type_name -> deployme.agent.v1.StepUpdate.ResultsEntry
+	16, // 13: deployme.agent.v1.CoordinatorMessage.welcome:type_name -> deployme.agent.v1.Welcome
+	17, // 14: deployme.agent.v1.CoordinatorMessage.heartbeat_ack:type_name -> deployme.agent.v1.HeartbeatAck
+	18, // 15: deployme.agent.v1.CoordinatorMessage.step:type_name -> deployme.agent.v1.StepAssignment
+	20, // 16: deployme.agent.v1.CoordinatorMessage.redirect:type_name -> deployme.agent.v1.Redirect
+	14, // 17: deployme.agent.v1.CoordinatorMessage.vip:type_name -> deployme.agent.v1.VIPAssignment
+	15, // 18: deployme.agent.v1.CoordinatorMessage.network:type_name -> deployme.agent.v1.NetworkConfig
+	24, // 19: deployme.agent.v1.StepAssignment.params:type_name -> deployme.agent.v1.StepAssignment.ParamsEntry
+	19, // 20: deployme.agent.v1.StepAssignment.files:type_name -> deployme.agent.v1.File
+	3,  // 21: deployme.agent.v1.Agent.Register:input_type -> deployme.agent.v1.RegisterRequest
+	5,  // 22: deployme.agent.v1.Agent.Renew:input_type -> deployme.agent.v1.RenewRequest
+	7,  // 23: deployme.agent.v1.Agent.Connect:input_type -> deployme.agent.v1.AgentMessage
+	4,  // 24: deployme.agent.v1.Agent.Register:output_type -> deployme.agent.v1.RegisterResponse
+	6,  // 25: deployme.agent.v1.Agent.Renew:output_type -> deployme.agent.v1.RenewResponse
+	13, // 26: deployme.agent.v1.Agent.Connect:output_type -> deployme.agent.v1.CoordinatorMessage
+	24, // [24:27] is the sub-list for method output_type
+	21, // [21:24] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1838,7 +1854,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

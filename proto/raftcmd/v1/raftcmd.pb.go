@@ -1634,8 +1634,11 @@ type UpgradeCluster struct {
 	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	KubernetesVersion string                 `protobuf:"bytes,2,opt,name=kubernetes_version,json=kubernetesVersion,proto3" json:"kubernetes_version,omitempty"`
 	At                int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// artifacts are the target version's kubeadm, kubelet and kubectl in the artifact store
+	// of the replica that took the request: every replica serves the same content by hash.
+	Artifacts     []*Artifact `protobuf:"bytes,4,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpgradeCluster) Reset() {
@@ -1689,6 +1692,74 @@ func (x *UpgradeCluster) GetAt() int64 {
 	return 0
 }
 
+func (x *UpgradeCluster) GetArtifacts() []*Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+// Artifact is one binary of the artifact store, by content.
+type Artifact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Artifact) Reset() {
+	*x = Artifact{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Artifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Artifact) ProtoMessage() {}
+
+func (x *Artifact) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
+func (*Artifact) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Artifact) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Artifact) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Artifact) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type DeleteCluster struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1699,7 +1770,7 @@ type DeleteCluster struct {
 
 func (x *DeleteCluster) Reset() {
 	*x = DeleteCluster{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1782,7 @@ func (x *DeleteCluster) String() string {
 func (*DeleteCluster) ProtoMessage() {}
 
 func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[25]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1795,7 @@ func (x *DeleteCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCluster.ProtoReflect.Descriptor instead.
 func (*DeleteCluster) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{25}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteCluster) GetId() string {
@@ -1754,7 +1825,7 @@ type SetClusterStatus struct {
 
 func (x *SetClusterStatus) Reset() {
 	*x = SetClusterStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1837,7 @@ func (x *SetClusterStatus) String() string {
 func (*SetClusterStatus) ProtoMessage() {}
 
 func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[26]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1850,7 @@ func (x *SetClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStatus.ProtoReflect.Descriptor instead.
 func (*SetClusterStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{26}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetClusterStatus) GetId() string {
@@ -1823,7 +1894,7 @@ type SetNodeState struct {
 
 func (x *SetNodeState) Reset() {
 	*x = SetNodeState{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1906,7 @@ func (x *SetNodeState) String() string {
 func (*SetNodeState) ProtoMessage() {}
 
 func (x *SetNodeState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[27]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1919,7 @@ func (x *SetNodeState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeState.ProtoReflect.Descriptor instead.
 func (*SetNodeState) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{27}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetNodeState) GetHostId() string {
@@ -1892,7 +1963,7 @@ type SetMember struct {
 
 func (x *SetMember) Reset() {
 	*x = SetMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +1975,7 @@ func (x *SetMember) String() string {
 func (*SetMember) ProtoMessage() {}
 
 func (x *SetMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[28]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +1988,7 @@ func (x *SetMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMember.ProtoReflect.Descriptor instead.
 func (*SetMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{28}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetMember) GetId() string {
@@ -1957,7 +2028,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2040,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[29]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2053,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{29}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveMember) GetId() string {
@@ -2009,7 +2080,7 @@ type Idempotent struct {
 
 func (x *Idempotent) Reset() {
 	*x = Idempotent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2092,7 @@ func (x *Idempotent) String() string {
 func (*Idempotent) ProtoMessage() {}
 
 func (x *Idempotent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[30]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2105,7 @@ func (x *Idempotent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Idempotent.ProtoReflect.Descriptor instead.
 func (*Idempotent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{30}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Idempotent) GetKey() string {
@@ -2077,7 +2148,7 @@ type SetAgentCA struct {
 
 func (x *SetAgentCA) Reset() {
 	*x = SetAgentCA{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2160,7 @@ func (x *SetAgentCA) String() string {
 func (*SetAgentCA) ProtoMessage() {}
 
 func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[31]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2173,7 @@ func (x *SetAgentCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentCA.ProtoReflect.Descriptor instead.
 func (*SetAgentCA) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{31}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetAgentCA) GetCertDer() []byte {
@@ -2143,7 +2214,7 @@ type RegisterAgent struct {
 
 func (x *RegisterAgent) Reset() {
 	*x = RegisterAgent{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2226,7 @@ func (x *RegisterAgent) String() string {
 func (*RegisterAgent) ProtoMessage() {}
 
 func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[32]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2239,7 @@ func (x *RegisterAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgent.ProtoReflect.Descriptor instead.
 func (*RegisterAgent) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{32}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterAgent) GetHost() *Host {
@@ -2216,7 +2287,7 @@ type SetHostLiveness struct {
 
 func (x *SetHostLiveness) Reset() {
 	*x = SetHostLiveness{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2299,7 @@ func (x *SetHostLiveness) String() string {
 func (*SetHostLiveness) ProtoMessage() {}
 
 func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[33]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2312,7 @@ func (x *SetHostLiveness) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostLiveness.ProtoReflect.Descriptor instead.
 func (*SetHostLiveness) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{33}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetHostLiveness) GetHostId() string {
@@ -2301,7 +2372,7 @@ type SetClusterPKI struct {
 
 func (x *SetClusterPKI) Reset() {
 	*x = SetClusterPKI{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2384,7 @@ func (x *SetClusterPKI) String() string {
 func (*SetClusterPKI) ProtoMessage() {}
 
 func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[34]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2397,7 @@ func (x *SetClusterPKI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterPKI.ProtoReflect.Descriptor instead.
 func (*SetClusterPKI) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{34}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetClusterPKI) GetClusterId() string {
@@ -2419,7 +2490,7 @@ type JoinCred struct {
 
 func (x *JoinCred) Reset() {
 	*x = JoinCred{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2502,7 @@ func (x *JoinCred) String() string {
 func (*JoinCred) ProtoMessage() {}
 
 func (x *JoinCred) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[35]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2515,7 @@ func (x *JoinCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinCred.ProtoReflect.Descriptor instead.
 func (*JoinCred) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{35}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinCred) GetTokenSealed() []byte {
@@ -2487,7 +2558,7 @@ type DispatchStep struct {
 
 func (x *DispatchStep) Reset() {
 	*x = DispatchStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2570,7 @@ func (x *DispatchStep) String() string {
 func (*DispatchStep) ProtoMessage() {}
 
 func (x *DispatchStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[36]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2583,7 @@ func (x *DispatchStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchStep.ProtoReflect.Descriptor instead.
 func (*DispatchStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{36}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DispatchStep) GetHostId() string {
@@ -2570,13 +2641,14 @@ type ReportStep struct {
 	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	OutputTail    string                 `protobuf:"bytes,6,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"`
 	At            int64                  `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	Results       map[string]string      `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportStep) Reset() {
 	*x = ReportStep{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2660,7 @@ func (x *ReportStep) String() string {
 func (*ReportStep) ProtoMessage() {}
 
 func (x *ReportStep) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[37]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2673,7 @@ func (x *ReportStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStep.ProtoReflect.Descriptor instead.
 func (*ReportStep) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{37}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReportStep) GetReporter() string {
@@ -2653,6 +2725,13 @@ func (x *ReportStep) GetAt() int64 {
 	return 0
 }
 
+func (x *ReportStep) GetResults() map[string]string {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // AcceptHost makes a discovered host available to clusters: the operator's acceptance of a
 // bare-metal machine that registered on its own. Accepting an accepted host changes nothing,
 // so a retried request is harmless.
@@ -2666,7 +2745,7 @@ type AcceptHost struct {
 
 func (x *AcceptHost) Reset() {
 	*x = AcceptHost{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2757,7 @@ func (x *AcceptHost) String() string {
 func (*AcceptHost) ProtoMessage() {}
 
 func (x *AcceptHost) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[38]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2770,7 @@ func (x *AcceptHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptHost.ProtoReflect.Descriptor instead.
 func (*AcceptHost) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{38}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AcceptHost) GetId() string {
@@ -2721,7 +2800,7 @@ type SetHostNetwork struct {
 
 func (x *SetHostNetwork) Reset() {
 	*x = SetHostNetwork{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2812,7 @@ func (x *SetHostNetwork) String() string {
 func (*SetHostNetwork) ProtoMessage() {}
 
 func (x *SetHostNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[39]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2825,7 @@ func (x *SetHostNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostNetwork.ProtoReflect.Descriptor instead.
 func (*SetHostNetwork) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{39}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetHostNetwork) GetHostId() string {
@@ -2785,7 +2864,7 @@ type SetVIPHolder struct {
 
 func (x *SetVIPHolder) Reset() {
 	*x = SetVIPHolder{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2876,7 @@ func (x *SetVIPHolder) String() string {
 func (*SetVIPHolder) ProtoMessage() {}
 
 func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[40]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2889,7 @@ func (x *SetVIPHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetVIPHolder.ProtoReflect.Descriptor instead.
 func (*SetVIPHolder) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{40}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetVIPHolder) GetClusterId() string {
@@ -2866,7 +2945,7 @@ type ReportVIPStatus struct {
 
 func (x *ReportVIPStatus) Reset() {
 	*x = ReportVIPStatus{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2957,7 @@ func (x *ReportVIPStatus) String() string {
 func (*ReportVIPStatus) ProtoMessage() {}
 
 func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[41]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +2970,7 @@ func (x *ReportVIPStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVIPStatus.ProtoReflect.Descriptor instead.
 func (*ReportVIPStatus) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{41}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReportVIPStatus) GetClusterId() string {
@@ -2967,7 +3046,7 @@ type RecordBoot struct {
 
 func (x *RecordBoot) Reset() {
 	*x = RecordBoot{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3058,7 @@ func (x *RecordBoot) String() string {
 func (*RecordBoot) ProtoMessage() {}
 
 func (x *RecordBoot) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[42]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3071,7 @@ func (x *RecordBoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBoot.ProtoReflect.Descriptor instead.
 func (*RecordBoot) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{42}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecordBoot) GetMac() string {
@@ -3052,7 +3131,7 @@ type SetMachineBoot struct {
 
 func (x *SetMachineBoot) Reset() {
 	*x = SetMachineBoot{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3143,7 @@ func (x *SetMachineBoot) String() string {
 func (*SetMachineBoot) ProtoMessage() {}
 
 func (x *SetMachineBoot) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[43]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3156,7 @@ func (x *SetMachineBoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMachineBoot.ProtoReflect.Descriptor instead.
 func (*SetMachineBoot) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{43}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetMachineBoot) GetMac() string {
@@ -3132,7 +3211,7 @@ type AllocateLease struct {
 
 func (x *AllocateLease) Reset() {
 	*x = AllocateLease{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3223,7 @@ func (x *AllocateLease) String() string {
 func (*AllocateLease) ProtoMessage() {}
 
 func (x *AllocateLease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[44]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3236,7 @@ func (x *AllocateLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateLease.ProtoReflect.Descriptor instead.
 func (*AllocateLease) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{44}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AllocateLease) GetMac() string {
@@ -3218,7 +3297,7 @@ type ReplaceWorker struct {
 
 func (x *ReplaceWorker) Reset() {
 	*x = ReplaceWorker{}
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3309,7 @@ func (x *ReplaceWorker) String() string {
 func (*ReplaceWorker) ProtoMessage() {}
 
 func (x *ReplaceWorker) ProtoReflect() protoreflect.Message {
-	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[45]
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3322,7 @@ func (x *ReplaceWorker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceWorker.ProtoReflect.Descriptor instead.
 func (*ReplaceWorker) Descriptor() ([]byte, []int) {
-	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{45}
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplaceWorker) GetClusterId() string {
@@ -3275,6 +3354,85 @@ func (x *ReplaceWorker) GetAt() int64 {
 }
 
 func (x *ReplaceWorker) GetSize() *Size {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// RollNode places a node of the cluster's node size, same role, that replaces host_id: once
+// the new node is ready (and, for a control plane, etcd is healthy), the old one is removed.
+// Node-size rolls and the replacement of an offline control plane use it.
+type RollNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	HostId        string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            int64                  `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	Size          *Size                  `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollNode) Reset() {
+	*x = RollNode{}
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollNode) ProtoMessage() {}
+
+func (x *RollNode) ProtoReflect() protoreflect.Message {
+	mi := &file_raftcmd_v1_raftcmd_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollNode.ProtoReflect.Descriptor instead.
+func (*RollNode) Descriptor() ([]byte, []int) {
+	return file_raftcmd_v1_raftcmd_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RollNode) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *RollNode) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *RollNode) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RollNode) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *RollNode) GetSize() *Size {
 	if x != nil {
 		return x.Size
 	}
@@ -3427,11 +3585,16 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x02at\x18\x05 \x01(\x03R\x02at\x12/\n" +
 	"\x05sizes\x18\x06 \x03(\v2\x19.deployme.raftcmd.v1.SizeR\x05sizesB\n" +
 	"\n" +
-	"\b_workers\"_\n" +
+	"\b_workers\"\x9c\x01\n" +
 	"\x0eUpgradeCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x12kubernetes_version\x18\x02 \x01(\tR\x11kubernetesVersion\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"/\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12;\n" +
+	"\tartifacts\x18\x04 \x03(\v2\x1d.deployme.raftcmd.v1.ArtifactR\tartifacts\"J\n" +
+	"\bArtifact\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"/\n" +
 	"\rDeleteCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
 	"\x02at\x18\x02 \x01(\x03R\x02at\"b\n" +
@@ -3502,7 +3665,7 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x1a\n" +
 	"\bexecutor\x18\x04 \x01(\tR\bexecutor\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x03R\x02at\x121\n" +
-	"\x04cred\x18\x06 \x01(\v2\x1d.deployme.raftcmd.v1.JoinCredR\x04cred\"\xba\x01\n" +
+	"\x04cred\x18\x06 \x01(\v2\x1d.deployme.raftcmd.v1.JoinCredR\x04cred\"\xbe\x02\n" +
 	"\n" +
 	"ReportStep\x12\x1a\n" +
 	"\breporter\x18\x01 \x01(\tR\breporter\x12\x17\n" +
@@ -3512,7 +3675,11 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1f\n" +
 	"\voutput_tail\x18\x06 \x01(\tR\n" +
 	"outputTail\x12\x0e\n" +
-	"\x02at\x18\a \x01(\x03R\x02at\",\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\x12F\n" +
+	"\aresults\x18\b \x03(\v2,.deployme.raftcmd.v1.ReportStep.ResultsEntryR\aresults\x1a:\n" +
+	"\fResultsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
 	"\n" +
 	"AcceptHost\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
@@ -3570,6 +3737,13 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
 	"\x02at\x18\x04 \x01(\x03R\x02at\x12-\n" +
+	"\x04size\x18\x05 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04size\"\x99\x01\n" +
+	"\bRollNode\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x03R\x02at\x12-\n" +
 	"\x04size\x18\x05 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04sizeB9Z7github.com/deployme/deployme/proto/raftcmd/v1;raftcmdv1b\x06proto3"
 
 var (
@@ -3584,7 +3758,7 @@ func file_raftcmd_v1_raftcmd_proto_rawDescGZIP() []byte {
 	return file_raftcmd_v1_raftcmd_proto_rawDescData
 }
 
-var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_raftcmd_v1_raftcmd_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*Token)(nil),            // 0: deployme.raftcmd.v1.Token
 	(*Network)(nil),          // 1: deployme.raftcmd.v1.Network
@@ -3611,29 +3785,32 @@ var file_raftcmd_v1_raftcmd_proto_goTypes = []any{
 	(*CreateCluster)(nil),    // 22: deployme.raftcmd.v1.CreateCluster
 	(*PatchCluster)(nil),     // 23: deployme.raftcmd.v1.PatchCluster
 	(*UpgradeCluster)(nil),   // 24: deployme.raftcmd.v1.UpgradeCluster
-	(*DeleteCluster)(nil),    // 25: deployme.raftcmd.v1.DeleteCluster
-	(*SetClusterStatus)(nil), // 26: deployme.raftcmd.v1.SetClusterStatus
-	(*SetNodeState)(nil),     // 27: deployme.raftcmd.v1.SetNodeState
-	(*SetMember)(nil),        // 28: deployme.raftcmd.v1.SetMember
-	(*RemoveMember)(nil),     // 29: deployme.raftcmd.v1.RemoveMember
-	(*Idempotent)(nil),       // 30: deployme.raftcmd.v1.Idempotent
-	(*SetAgentCA)(nil),       // 31: deployme.raftcmd.v1.SetAgentCA
-	(*RegisterAgent)(nil),    // 32: deployme.raftcmd.v1.RegisterAgent
-	(*SetHostLiveness)(nil),  // 33: deployme.raftcmd.v1.SetHostLiveness
-	(*SetClusterPKI)(nil),    // 34: deployme.raftcmd.v1.SetClusterPKI
-	(*JoinCred)(nil),         // 35: deployme.raftcmd.v1.JoinCred
-	(*DispatchStep)(nil),     // 36: deployme.raftcmd.v1.DispatchStep
-	(*ReportStep)(nil),       // 37: deployme.raftcmd.v1.ReportStep
-	(*AcceptHost)(nil),       // 38: deployme.raftcmd.v1.AcceptHost
-	(*SetHostNetwork)(nil),   // 39: deployme.raftcmd.v1.SetHostNetwork
-	(*SetVIPHolder)(nil),     // 40: deployme.raftcmd.v1.SetVIPHolder
-	(*ReportVIPStatus)(nil),  // 41: deployme.raftcmd.v1.ReportVIPStatus
-	(*RecordBoot)(nil),       // 42: deployme.raftcmd.v1.RecordBoot
-	(*SetMachineBoot)(nil),   // 43: deployme.raftcmd.v1.SetMachineBoot
-	(*AllocateLease)(nil),    // 44: deployme.raftcmd.v1.AllocateLease
-	(*ReplaceWorker)(nil),    // 45: deployme.raftcmd.v1.ReplaceWorker
-	nil,                      // 46: deployme.raftcmd.v1.AutoAccept.LabelsEntry
-	nil,                      // 47: deployme.raftcmd.v1.Host.LabelsEntry
+	(*Artifact)(nil),         // 25: deployme.raftcmd.v1.Artifact
+	(*DeleteCluster)(nil),    // 26: deployme.raftcmd.v1.DeleteCluster
+	(*SetClusterStatus)(nil), // 27: deployme.raftcmd.v1.SetClusterStatus
+	(*SetNodeState)(nil),     // 28: deployme.raftcmd.v1.SetNodeState
+	(*SetMember)(nil),        // 29: deployme.raftcmd.v1.SetMember
+	(*RemoveMember)(nil),     // 30: deployme.raftcmd.v1.RemoveMember
+	(*Idempotent)(nil),       // 31: deployme.raftcmd.v1.Idempotent
+	(*SetAgentCA)(nil),       // 32: deployme.raftcmd.v1.SetAgentCA
+	(*RegisterAgent)(nil),    // 33: deployme.raftcmd.v1.RegisterAgent
+	(*SetHostLiveness)(nil),  // 34: deployme.raftcmd.v1.SetHostLiveness
+	(*SetClusterPKI)(nil),    // 35: deployme.raftcmd.v1.SetClusterPKI
+	(*JoinCred)(nil),         // 36: deployme.raftcmd.v1.JoinCred
+	(*DispatchStep)(nil),     // 37: deployme.raftcmd.v1.DispatchStep
+	(*ReportStep)(nil),       // 38: deployme.raftcmd.v1.ReportStep
+	(*AcceptHost)(nil),       // 39: deployme.raftcmd.v1.AcceptHost
+	(*SetHostNetwork)(nil),   // 40: deployme.raftcmd.v1.SetHostNetwork
+	(*SetVIPHolder)(nil),     // 41: deployme.raftcmd.v1.SetVIPHolder
+	(*ReportVIPStatus)(nil),  // 42: deployme.raftcmd.v1.ReportVIPStatus
+	(*RecordBoot)(nil),       // 43: deployme.raftcmd.v1.RecordBoot
+	(*SetMachineBoot)(nil),   // 44: deployme.raftcmd.v1.SetMachineBoot
+	(*AllocateLease)(nil),    // 45: deployme.raftcmd.v1.AllocateLease
+	(*ReplaceWorker)(nil),    // 46: deployme.raftcmd.v1.ReplaceWorker
+	(*RollNode)(nil),         // 47: deployme.raftcmd.v1.RollNode
+	nil,                      // 48: deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	nil,                      // 49: deployme.raftcmd.v1.Host.LabelsEntry
+	nil,                      // 50: deployme.raftcmd.v1.ReportStep.ResultsEntry
 }
 var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	2,  // 0: deployme.raftcmd.v1.Network.bonds:type_name -> deployme.raftcmd.v1.NetworkBond
@@ -3641,10 +3818,10 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	4,  // 2: deployme.raftcmd.v1.Network.bridges:type_name -> deployme.raftcmd.v1.NetworkBridge
 	1,  // 3: deployme.raftcmd.v1.Infra.network:type_name -> deployme.raftcmd.v1.Network
 	6,  // 4: deployme.raftcmd.v1.Infra.auto_accept:type_name -> deployme.raftcmd.v1.AutoAccept
-	46, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
+	48, // 5: deployme.raftcmd.v1.AutoAccept.labels:type_name -> deployme.raftcmd.v1.AutoAccept.LabelsEntry
 	8,  // 6: deployme.raftcmd.v1.Host.disks:type_name -> deployme.raftcmd.v1.Disk
 	9,  // 7: deployme.raftcmd.v1.Host.nics:type_name -> deployme.raftcmd.v1.NIC
-	47, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
+	49, // 8: deployme.raftcmd.v1.Host.labels:type_name -> deployme.raftcmd.v1.Host.LabelsEntry
 	0,  // 9: deployme.raftcmd.v1.Bootstrap.admin_token:type_name -> deployme.raftcmd.v1.Token
 	5,  // 10: deployme.raftcmd.v1.Bootstrap.managed_infra:type_name -> deployme.raftcmd.v1.Infra
 	0,  // 11: deployme.raftcmd.v1.CreateToken.token:type_name -> deployme.raftcmd.v1.Token
@@ -3656,14 +3833,17 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	11, // 17: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
 	11, // 18: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
 	11, // 19: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
-	10, // 20: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
-	35, // 21: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
-	11, // 22: deployme.raftcmd.v1.ReplaceWorker.size:type_name -> deployme.raftcmd.v1.Size
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	25, // 20: deployme.raftcmd.v1.UpgradeCluster.artifacts:type_name -> deployme.raftcmd.v1.Artifact
+	10, // 21: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
+	36, // 22: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
+	50, // 23: deployme.raftcmd.v1.ReportStep.results:type_name -> deployme.raftcmd.v1.ReportStep.ResultsEntry
+	11, // 24: deployme.raftcmd.v1.ReplaceWorker.size:type_name -> deployme.raftcmd.v1.Size
+	11, // 25: deployme.raftcmd.v1.RollNode.size:type_name -> deployme.raftcmd.v1.Size
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
@@ -3678,7 +3858,7 @@ func file_raftcmd_v1_raftcmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftcmd_v1_raftcmd_proto_rawDesc), len(file_raftcmd_v1_raftcmd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
