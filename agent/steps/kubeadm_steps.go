@@ -95,7 +95,7 @@ func (s *initStep) run(ctx context.Context, j *job) (string, error) {
 		// An init that did not reach its end: undo it first, or kubeadm's preflight refuses
 		// to run over its files. The coordinator has not recorded an init for this cluster
 		// (it would not have sent the step again), so no other node depends on it.
-		if err := s.undoPartialInit(ctx, j); err != nil {
+		if err := undoPartial(ctx, j, "undoing an init that did not finish", true); err != nil {
 			return "", err
 		}
 	}
@@ -112,36 +112,57 @@ func (s *initStep) run(ctx context.Context, j *job) (string, error) {
 	return "initialised", nil
 }
 
-// undoPartialInit runs kubeadm reset and puts the cluster's CAs back (kubeadm reset empties
-// the certificates directory, and the coordinator sends them only once, with the pki step).
-func (s *initStep) undoPartialInit(ctx context.Context, j *job) error {
-	type saved struct {
-		data []byte
-		mode os.FileMode
-	}
+// undoPartial runs kubeadm reset over an init or join that did not finish, and puts the
+// cluster's CAs back on a control plane (kubeadm reset empties the certificates directory,
+// and the coordinator sends them only once, with the pki step).
+func undoPartial(ctx context.Context, j *job, why string, keepPKI bool) error {
 	keep := map[string]saved{}
-	for _, p := range clusterPKI {
-		b, err := j.e.files.ReadFile(p)
-		if err != nil {
-			return wrapf(reasonIO, err, "reading %s", p)
+	if keepPKI {
+		var err error
+		if keep, err = savePKI(j); err != nil {
+			return err
 		}
-		fi, err := j.e.files.Stat(p)
-		if err != nil {
-			return wrapf(reasonIO, err, "reading %s", p)
-		}
-		keep[p] = saved{b, fi.Mode().Perm()}
 	}
-	j.progress("undoing an init that did not finish")
+	j.progress(why)
 	args := append([]string{"reset", "--force"}, j.rootfs()...)
 	if _, err := j.mustRun(ctx, toolKubeadm, args...); err != nil {
 		return err
 	}
-	for _, p := range clusterPKI {
-		if err := j.write(p, keep[p].data, keep[p].mode); err != nil {
+	for p, f := range keep {
+		if err := j.write(p, f.data, f.mode); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type saved struct {
+	data []byte
+	mode os.FileMode
+}
+
+// savePKI reads the cluster CAs the pki step wrote.
+func savePKI(j *job) (map[string]saved, error) {
+	keep := map[string]saved{}
+	for _, p := range clusterPKI {
+		b, err := j.e.files.ReadFile(p)
+		if err != nil {
+			return nil, wrapf(reasonIO, err, "reading %s", p)
+		}
+		fi, err := j.e.files.Stat(p)
+		if err != nil {
+			return nil, wrapf(reasonIO, err, "reading %s", p)
+		}
+		keep[p] = saved{b, fi.Mode().Perm()}
+	}
+	return keep, nil
+}
+
+// partialJoinFiles are what a kubeadm join writes before it is done (kubelet.conf): any of
+// them means an earlier join stopped half-way, and kubeadm's preflight refuses to run over
+// them.
+var partialJoinFiles = []string{
+	apiServerManifest, etcdManifest, adminConf, bootstrapKubeletConf, kubeletConfig,
 }
 
 // tokenAlphabet is that of kubeadm bootstrap tokens.
@@ -295,6 +316,17 @@ func (s *joinStep) run(ctx context.Context, j *job) (string, error) {
 	if s.controlPlane {
 		if err := checkPKI(j); err != nil {
 			return "", err
+		}
+	}
+	for _, p := range partialJoinFiles {
+		if exists(j.e.files, p) {
+			// A join that failed or was killed half-way (a control plane's etcd phase,
+			// say). The coordinator removed any etcd member it added (etcd-cleanup) before
+			// sending this attempt; the node's own files are undone here.
+			if err := undoPartial(ctx, j, "undoing a join that did not finish", s.controlPlane); err != nil {
+				return "", err
+			}
+			break
 		}
 	}
 	if err := j.write(joinConfigPath, s.config, configFileMode); err != nil {

@@ -64,8 +64,12 @@ const (
 	adminConf         = "/etc/kubernetes/admin.conf"
 	kubeletConf       = "/etc/kubernetes/kubelet.conf"
 	apiServerManifest = "/etc/kubernetes/manifests/kube-apiserver.yaml"
-	kubeletDataDir    = "/var/lib/kubelet"
-	etcdDataDir       = "/var/lib/etcd"
+	etcdManifest      = "/etc/kubernetes/manifests/etcd.yaml"
+	// bootstrapKubeletConf and kubeletConfig are written by a join before kubelet.conf.
+	bootstrapKubeletConf = "/etc/kubernetes/bootstrap-kubelet.conf"
+	kubeletConfig        = "/var/lib/kubelet/config.yaml"
+	kubeletDataDir       = "/var/lib/kubelet"
+	etcdDataDir          = "/var/lib/etcd"
 
 	modulesConf    = "/etc/modules-load.d/deployme-k8s.conf"
 	sysctlConf     = "/etc/sysctl.d/99-deployme-k8s.conf"

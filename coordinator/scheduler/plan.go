@@ -311,13 +311,15 @@ func (pl *planner) node(n *state.Node) string {
 	return ""
 }
 
-// turnOf tells whether a control plane may join now: every control plane before it has.
+// turnOf tells whether a control plane may join now: every control plane before it (the
+// initial one included) has finished its plan, which ends with etcd-check. So etcd changes
+// membership once at a time, each time from a healthy cluster.
 func (pl *planner) turnOf(n *state.Node) bool {
 	for _, o := range pl.nodes {
 		if o == n {
 			return true
 		}
-		if o.Role == state.RoleControlPlane && o.State != state.NodeRemoving && !o.Done(state.StepJoin) {
+		if o.IsControlPlane() && o.State != state.NodeRemoving && o.Next() >= 0 {
 			return false
 		}
 	}

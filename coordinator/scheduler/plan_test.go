@@ -122,7 +122,7 @@ func TestPlan(t *testing.T) {
 			finish(v, "w1", "preflight", "prepare")
 			return v
 		}, want: []string{"dispatch init#1 host=h0 executor=h0"}},
-		{name: "after init: the first control plane and every worker get a token minted on the init host", view: func() View {
+		{name: "after init: every worker gets a token minted on the init host; control planes wait for its etcd-check", view: func() View {
 			v := fixture(2, 2)
 			finish(v, "h0", "preflight", "prepare", "pki", "init")
 			finish(v, "h1", "preflight", "prepare", "pki")
@@ -132,7 +132,6 @@ func TestPlan(t *testing.T) {
 			return v
 		}, want: []string{
 			"dispatch cni#1 host=h0 executor=h0",
-			"dispatch etcd-cleanup#1 host=h1 executor=h0",
 			"dispatch credentials#1 host=w1 executor=h0", "dispatch credentials#1 host=w2 executor=h0",
 		}},
 		{name: "control planes join one at a time", view: func() View {
@@ -148,7 +147,14 @@ func TestPlan(t *testing.T) {
 			finish(v, "h1", "preflight", "prepare", "pki", "etcd-cleanup", "credentials", "join")
 			finish(v, "h2", "preflight", "prepare", "pki")
 			return v
-		}, want: []string{"dispatch ready#1 host=h1 executor=h1", "dispatch etcd-cleanup#1 host=h2 executor=h0"}},
+		}, want: []string{"dispatch ready#1 host=h1 executor=h1"}},
+		{name: "the next control plane goes once the previous one checked etcd", view: func() View {
+			v := fixture(2, 0)
+			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready", "etcd-check")
+			finish(v, "h1", "preflight", "prepare", "pki", "etcd-cleanup", "credentials", "join", "ready", "etcd-check")
+			finish(v, "h2", "preflight", "prepare", "pki")
+			return v
+		}, want: []string{"dispatch etcd-cleanup#1 host=h2 executor=h0"}},
 		{name: "an expired token is minted again before the join", view: func() View {
 			v := fixture(0, 1)
 			finish(v, "h0", "preflight", "prepare", "pki", "init", "cni", "ready", "etcd-check")
