@@ -104,14 +104,14 @@ func TestClusterFlow(t *testing.T) {
 
 	cp, w1, w2 := "<cp1>", "<w1>", "<w2>"
 	want := []string{
-		"kubeadm version -o short",
+		"kubeadm version -o short --rootfs " + cp,
 		"kubeadm init --config /etc/deployme/kubeadm-init.yaml --skip-token-print --rootfs " + cp,
 		"kubectl --kubeconfig " + cp + "/etc/kubernetes/admin.conf apply -f " + cp + "/etc/deployme/cni.yaml",
-		"kubeadm version -o short",
+		"kubeadm version -o short --rootfs " + w1,
 		"kubeadm token create " + workerToken(0) + " --ttl 15m0s --kubeconfig " + cp + "/etc/kubernetes/admin.conf",
 		"kubeadm join --config /etc/deployme/kubeadm-join.yaml --rootfs " + w1,
 		"kubectl --kubeconfig " + w1 + `/etc/kubernetes/kubelet.conf get node w1 -o jsonpath={.status.conditions[?(@.type=="Ready")].status}`,
-		"kubeadm version -o short",
+		"kubeadm version -o short --rootfs " + w2,
 		"kubeadm token create " + workerToken(1) + " --ttl 15m0s --kubeconfig " + cp + "/etc/kubernetes/admin.conf",
 		"kubeadm join --config /etc/deployme/kubeadm-join.yaml --rootfs " + w2,
 		"kubectl --kubeconfig " + w2 + `/etc/kubernetes/kubelet.conf get node w2 -o jsonpath={.status.conditions[?(@.type=="Ready")].status}`,

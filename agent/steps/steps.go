@@ -48,6 +48,7 @@ var stepTable = map[string]parseFunc{
 	"upgrade-apply": parseUpgradeApply,
 	"upgrade-node":  parseUpgradeNode,
 	"uncordon":      parseUncordon,
+	"install":       parseInstall,
 }
 
 // Host paths of docs/steps.md ("Files on the host").
@@ -146,7 +147,8 @@ func (s *preflightStep) done(context.Context, *job) (string, bool, error) { retu
 
 // run makes the checks in the order of docs/steps.md; the first failure is the reason.
 func (s *preflightStep) run(ctx context.Context, j *job) (string, error) {
-	res, err := j.command(ctx, toolKubeadm, "version", "-o", "short")
+	// With --rootfs, the kubeadm that answers is the root's (an upgraded host's new one).
+	res, err := j.command(ctx, toolKubeadm, append([]string{"version", "-o", "short"}, j.rootfs()...)...)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return "", err

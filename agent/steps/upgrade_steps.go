@@ -56,38 +56,8 @@ func parseUpgrade(p params, files []*agentv1.File, apply bool) (step, error) {
 			return nil, invalidf("kubeadm upgrade apply runs on a control plane, not a worker")
 		}
 	}
-	list, err := p.required("artifacts")
-	if err != nil {
+	if s.binaries, s.urls, err = parseArtifacts(p); err != nil {
 		return nil, err
-	}
-	// artifacts: name=sha256:size, comma-separated.
-	for _, item := range strings.Split(list, ",") {
-		name, rest, ok1 := strings.Cut(item, "=")
-		sum, size, ok2 := strings.Cut(rest, ":")
-		n, err := strconv.ParseInt(size, 10, 64)
-		if !ok1 || !ok2 || err != nil || n <= 0 || !sha256Hex.MatchString(sum) || !slices.Contains(upgradeBinaries, name) {
-			return nil, invalidf("artifacts item %q is not <kubeadm|kubelet|kubectl>=<sha256>:<size>", item)
-		}
-		if _, dup := s.binaries[name]; dup {
-			return nil, invalidf("artifacts name %s twice", name)
-		}
-		s.binaries[name] = artifacts.Want{Name: name, SHA256: sum, Size: n}
-	}
-	for _, name := range upgradeBinaries {
-		if _, ok := s.binaries[name]; !ok {
-			return nil, invalidf("artifacts has no %s", name)
-		}
-	}
-	raw, err := p.required("artifact_urls")
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range strings.Split(raw, ",") {
-		pu, err := url.Parse(u)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil || pu.RawQuery != "" || strings.Trim(pu.Path, "/") != "" {
-			return nil, invalidf("artifact_urls item %q is not http(s)://host:port", u)
-		}
-		s.urls = append(s.urls, strings.TrimSuffix(u, "/"))
 	}
 	return s, nil
 }
@@ -96,26 +66,11 @@ func parseUpgrade(p params, files []*agentv1.File, apply bool) (step, error) {
 // installing a binary already in place downloads nothing.
 func (s *upgradeStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
 
-func (s *upgradeStep) install(ctx context.Context, j *job, name string) error {
-	f := artifacts.Fetcher{Client: j.e.cfg.HTTPClient, BaseURLs: s.urls}
-	changed, err := f.Install(ctx, s.binaries[name], j.hostPath(binDir+"/"+name))
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return wrapf(reasonArtifact, err, "installing %s %s", name, s.version)
-	}
-	if changed {
-		j.progress("installed " + name + " " + s.version)
-	}
-	return nil
-}
-
 func (s *upgradeStep) run(ctx context.Context, j *job) (string, error) {
 	if !exists(j.e.files, kubeletConf) {
 		return "", failf(reasonIO, "%s is missing: this host is not a node", kubeletConf)
 	}
-	if err := s.install(ctx, j, "kubeadm"); err != nil {
+	if err := install(ctx, j, s.binaries, s.urls, "kubeadm", s.version); err != nil {
 		return "", err
 	}
 	args := []string{"upgrade", "node"}
@@ -126,7 +81,7 @@ func (s *upgradeStep) run(ctx context.Context, j *job) (string, error) {
 		return "", err
 	}
 	for _, name := range upgradeBinaries[1:] {
-		if err := s.install(ctx, j, name); err != nil {
+		if err := install(ctx, j, s.binaries, s.urls, name, s.version); err != nil {
 			return "", err
 		}
 	}
@@ -137,6 +92,99 @@ func (s *upgradeStep) run(ctx context.Context, j *job) (string, error) {
 		return "control plane upgraded to " + s.version + " (kubeadm upgrade apply)", nil
 	}
 	return "node upgraded to " + s.version + " (kubeadm upgrade node)", nil
+}
+
+// parseArtifacts reads the binaries to install (artifacts: name=sha256:size, comma-separated)
+// and the coordinators to get them from (artifact_urls).
+func parseArtifacts(p params) (map[string]artifacts.Want, []string, error) {
+	binaries := map[string]artifacts.Want{}
+	var urls []string
+	list, err := p.required("artifacts")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, item := range strings.Split(list, ",") {
+		name, rest, ok1 := strings.Cut(item, "=")
+		sum, size, ok2 := strings.Cut(rest, ":")
+		n, err := strconv.ParseInt(size, 10, 64)
+		if !ok1 || !ok2 || err != nil || n <= 0 || !sha256Hex.MatchString(sum) || !slices.Contains(upgradeBinaries, name) {
+			return nil, nil, invalidf("artifacts item %q is not <kubeadm|kubelet|kubectl>=<sha256>:<size>", item)
+		}
+		if _, dup := binaries[name]; dup {
+			return nil, nil, invalidf("artifacts name %s twice", name)
+		}
+		binaries[name] = artifacts.Want{Name: name, SHA256: sum, Size: n}
+	}
+	for _, name := range upgradeBinaries {
+		if _, ok := binaries[name]; !ok {
+			return nil, nil, invalidf("artifacts has no %s", name)
+		}
+	}
+	raw, err := p.required("artifact_urls")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, u := range strings.Split(raw, ",") {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil || pu.RawQuery != "" || strings.Trim(pu.Path, "/") != "" {
+			return nil, nil, invalidf("artifact_urls item %q is not http(s)://host:port", u)
+		}
+		urls = append(urls, strings.TrimSuffix(u, "/"))
+	}
+	return binaries, urls, nil
+}
+
+// install puts one binary in place from the coordinators, checked by hash.
+func install(ctx context.Context, j *job, binaries map[string]artifacts.Want, urls []string, name, version string) error {
+	f := artifacts.Fetcher{Client: j.e.cfg.HTTPClient, BaseURLs: urls}
+	changed, err := f.Install(ctx, binaries[name], j.hostPath(binDir+"/"+name))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return wrapf(reasonArtifact, err, "installing %s %s", name, version)
+	}
+	if changed {
+		j.progress("installed " + name + " " + version)
+	}
+	return nil
+}
+
+// ---- install ----
+
+// installStep puts a cluster's Kubernetes binaries on a node before its preflight: a node
+// that joins a cluster after an upgrade gets the version the cluster runs.
+type installStep struct {
+	version  string
+	binaries map[string]artifacts.Want
+	urls     []string
+}
+
+func parseInstall(p params, files []*agentv1.File) (step, error) {
+	if err := takesNoFiles(files); err != nil {
+		return nil, err
+	}
+	s := &installStep{}
+	var err error
+	if s.version, err = p.version("kubernetes_version"); err != nil {
+		return nil, err
+	}
+	if s.binaries, s.urls, err = parseArtifacts(p); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// done: installing a binary already in place downloads nothing.
+func (s *installStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
+
+func (s *installStep) run(ctx context.Context, j *job) (string, error) {
+	for _, name := range upgradeBinaries {
+		if err := install(ctx, j, s.binaries, s.urls, name, s.version); err != nil {
+			return "", err
+		}
+	}
+	return "kubeadm, kubelet and kubectl " + s.version + " in place", nil
 }
 
 // ---- uncordon ----

@@ -40,7 +40,9 @@ func TestDevModeCluster(t *testing.T) {
 			t.Errorf("host %s: labels %v infra %s, want simulated=true in infra_managed", h.Hostname, h.Labels, h.InfraID)
 		}
 	}
-	cls, err := cl.CreateCluster(ctx, v1.CreateClusterRequest{Name: ptr("demo"), ControlPlanes: ptr(1), Workers: ptr(2), NodeSize: ptr("small")})
+	// The older offered version, so the upgrade to the default can be tried.
+	cls, err := cl.CreateCluster(ctx, v1.CreateClusterRequest{Name: ptr("demo"), ControlPlanes: ptr(1), Workers: ptr(2), NodeSize: ptr("small"),
+		KubernetesVersion: ptr("v1.36.6")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +70,18 @@ func TestDevModeCluster(t *testing.T) {
 	}
 	if _, err := cl.Kubeconfig(ctx, cls.ID, ""); err != nil {
 		t.Errorf("kubeconfig: %v", err)
+	}
+	// An upgrade works in development mode too: the simulated hosts install the fake
+	// binaries of the target from the coordinator's seeded artifact store.
+	if _, err := cl.UpgradeCluster(ctx, cls.ID, "v1.37.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		got, err := cl.GetCluster(ctx, cls.ID)
+		return err == nil && got.Status == "running" && got.KubernetesVersion == "v1.37.2", nil
+	}); err != nil {
+		got, _ := cl.GetCluster(ctx, cls.ID)
+		t.Fatalf("upgrade never finished: %v (%+v)", err, got)
 	}
 	if err := cl.DeleteCluster(ctx, cls.ID); err != nil {
 		t.Fatal(err)

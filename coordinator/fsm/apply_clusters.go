@@ -39,6 +39,13 @@ func (f *FSM) applyCreateCluster(m *raftcmdv1.CreateCluster) any {
 	if want := phaseInfraKind(p.GetPhase()); infra.Kind != want {
 		return state.Invalid("infra_id", "phase %s needs an infra of kind %s; %s is %s", p.GetPhase(), want, infra.ID, infra.Kind)
 	}
+	var arts []state.Artifact
+	if len(m.GetArtifacts()) > 0 {
+		var aerr *state.Error
+		if arts, aerr = upgradeArtifacts(m.GetArtifacts()); aerr != nil {
+			return aerr
+		}
+	}
 	size := m.GetSize()
 	placed, err := f.st.Place(infra.ID, size.GetName(), sizeFrom(size), int(p.GetControlPlanes()), int(p.GetWorkers()))
 	if err != nil {
@@ -54,6 +61,7 @@ func (f *FSM) applyCreateCluster(m *raftcmdv1.CreateCluster) any {
 		NodeSize:          size.GetName(),
 		KubernetesVersion: p.GetKubernetesVersion(),
 		InfraID:           infra.ID,
+		Artifacts:         arts,
 		CreatedAt:         at,
 		UpdatedAt:         at,
 	}
@@ -145,8 +153,12 @@ func (f *FSM) reserve(clusterID, hostID, role, size string, at time.Time) *state
 	nh.State = state.HostAssigned
 	nh.ClusterID = clusterID
 	f.st.PutHost(&nh)
+	// A cluster whose binaries are in the artifact store installs them first: the host may
+	// hold another version's (an upgraded cluster released it).
+	c, ok := f.st.Cluster(clusterID)
+	plan := state.NodePlan(role, ok && len(c.Artifacts) > 0)
 	n := &state.Node{HostID: hostID, ClusterID: clusterID, Role: role, State: state.NodeReserved, Size: size,
-		Steps: state.NewSteps(state.PlanFor(role)...), CreatedAt: at, UpdatedAt: at}
+		Steps: state.NewSteps(plan...), CreatedAt: at, UpdatedAt: at}
 	f.st.PutNode(n)
 	return n
 }

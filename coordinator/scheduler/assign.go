@@ -143,7 +143,7 @@ func assignment(st *state.State, c *state.Cluster, n *state.Node, s state.Step, 
 		p["timeout"] = readyTimeout
 	case state.StepDrain, state.StepUpgradeDrain:
 		p["timeout"] = drainTimeout
-	case state.StepUpgradeApply, state.StepUpgradeNode:
+	case state.StepUpgradeApply, state.StepUpgradeNode, state.StepInstall:
 		if len(c.Artifacts) == 0 {
 			return nil, fmt.Errorf("cluster %s has no upgrade binaries recorded", c.ID)
 		}

@@ -111,14 +111,22 @@ func (s *Service) CreateCluster(ctx context.Context, req *v1.CreateClusterReques
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.apply(ctx, command.TypeCreateCluster, &raftcmdv1.CreateCluster{
+	cmd := &raftcmdv1.CreateCluster{
 		Cluster: &raftcmdv1.Cluster{
 			Id: id, Name: *req.Name, Phase: phase, ControlPlanes: int32(*req.ControlPlanes),
 			Workers: int32(*req.Workers), KubernetesVersion: version, InfraId: infraID,
 		},
 		Size: s.sizeMsg(*req.NodeSize),
 		At:   unixNano(s.now()),
-	}, id)
+	}
+	// When the artifact store has the version, every node installs it first: a host
+	// released by a cluster that was upgraded holds another version's binaries.
+	if s.cfg.KubeArtifacts != nil {
+		if arts, err := s.cfg.KubeArtifacts(version); err == nil {
+			cmd.Artifacts = artifactMsgs(arts)
+		}
+	}
+	a, err := s.apply(ctx, command.TypeCreateCluster, cmd, id)
 	if err != nil {
 		return nil, err
 	}
@@ -217,9 +225,7 @@ func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.C
 		if err != nil {
 			return nil, v1.InvalidField("kubernetes_version", "the artifact store cannot provide %s: %v", version, err)
 		}
-		for _, a := range arts {
-			cmd.Artifacts = append(cmd.Artifacts, &raftcmdv1.Artifact{Name: a.Name, Sha256: a.SHA256, Size: a.Size})
-		}
+		cmd.Artifacts = artifactMsgs(arts)
 	}
 	a, err := s.apply(ctx, command.TypeUpgradeCluster, cmd, id)
 	if err != nil {
@@ -334,4 +340,12 @@ func (s *Service) SetClusterStatus(ctx context.Context, id, status, reason strin
 func (s *Service) SetNodeState(ctx context.Context, hostID, nodeState, step string) error {
 	_, err := s.apply(ctx, command.TypeSetNodeState, &raftcmdv1.SetNodeState{HostId: hostID, State: nodeState, Step: step, At: unixNano(s.now())}, hostID)
 	return err
+}
+
+func artifactMsgs(arts []state.Artifact) []*raftcmdv1.Artifact {
+	var out []*raftcmdv1.Artifact
+	for _, a := range arts {
+		out = append(out, &raftcmdv1.Artifact{Name: a.Name, Sha256: a.SHA256, Size: a.Size})
+	}
+	return out
 }

@@ -43,6 +43,9 @@ const (
 	StepUpgradeNode  = "upgrade-node"
 	StepUpgradeDrain = "upgrade-drain"
 	StepUncordon     = "uncordon"
+	// StepInstall comes first on a node placed in a cluster that was upgraded: it gets the
+	// cluster's binaries from the artifact store before its preflight checks them.
+	StepInstall = "install"
 )
 
 // UpgradeSteps is what an upgrade appends to a node's plan: apply on the control plane
@@ -131,6 +134,15 @@ func PlanFor(role string) []string {
 	default:
 		return []string{StepPreflight, StepPrepare, StepCredentials, StepJoin, StepReady}
 	}
+}
+
+// NodePlan is a new node's plan: install first when its cluster has binaries in the
+// artifact store (Cluster.Artifacts), then PlanFor(role).
+func NodePlan(role string, install bool) []string {
+	if install {
+		return append([]string{StepInstall}, PlanFor(role)...)
+	}
+	return PlanFor(role)
 }
 
 // NewSteps returns a fresh plan of pending steps.

@@ -460,7 +460,10 @@ func leftovers(t *testing.T, root string) []string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if d.IsDir() || seeded[rel] != "" || slices.Contains([]string{"run/containerd/containerd.sock"}, rel) {
+		// The Kubernetes binaries a node installs are host software, as a package would
+		// be: they stay, and the next node on the host installs its own version over them.
+		installed := []string{"usr/bin/kubeadm", "usr/bin/kubectl", "usr/bin/kubelet"}
+		if d.IsDir() || seeded[rel] != "" || slices.Contains([]string{"run/containerd/containerd.sock"}, rel) || slices.Contains(installed, rel) {
 			return nil
 		}
 		out = append(out, rel)

@@ -66,7 +66,7 @@ func TestClusterLifecycle(t *testing.T) {
 	order := stepOrder(f.events(c.ID))
 	var initHost *host
 	for _, n := range nodes.Items {
-		if diff := cmp.Diff(state.PlanFor(n.Role), order[n.HostID]); diff != "" {
+		if diff := cmp.Diff(state.NodePlan(n.Role, true), order[n.HostID]); diff != "" {
 			t.Errorf("host %s (%s): steps in events (-plan +events):\n%s", n.HostID, n.Role, diff)
 		}
 		if n.State != state.NodeJoined {
@@ -322,7 +322,7 @@ func TestScaleUpWorkers(t *testing.T) {
 	}
 	order := stepOrder(f.events(c.ID))
 	for _, n := range nodes.Items {
-		if diff := cmp.Diff(state.PlanFor(n.Role), order[n.HostID]); diff != "" {
+		if diff := cmp.Diff(state.NodePlan(n.Role, true), order[n.HostID]); diff != "" {
 			t.Errorf("host %s (%s): steps (-plan +events):\n%s", n.HostID, n.Role, diff)
 		}
 	}

@@ -59,7 +59,7 @@ func binaryVersion(t *testing.T, h *host, name string) string {
 // kubectl from the coordinators' artifact store (checked by hash), and the fake cluster
 // reports the new version on every node.
 func TestUpgradeOneMinor(t *testing.T) {
-	f := newFleetWith(t, 3, 5, withArtifacts(t))
+	f := newFleetWith(t, 3, 6, withArtifacts(t))
 	ctx := context.Background()
 	c := f.create("up", 3, 2)
 	c = f.waitStatus(c.ID, "running", 90*time.Second)
@@ -85,6 +85,35 @@ func TestUpgradeOneMinor(t *testing.T) {
 	}
 	f.waitStatus(c.ID, "running", 120*time.Second)
 	checkUpgraded(t, f, c.ID, endpoint, "v1.38.0")
+
+	// A worker added afterwards gets v1.38.0 too: its plan starts with install, and its
+	// preflight finds that kubeadm.
+	if _, err := f.anyClient().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(3)}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	nodes, err := f.anyClient().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if len(n.Steps) > 0 && n.Steps[0].Name == "install" {
+			if v := binaryVersion(t, f.hostByID(n.HostID), "kubeadm"); v != "v1.38.0" {
+				t.Errorf("new worker %s has kubeadm %s", n.Hostname, v)
+			}
+			knodes, err := kubefake.Nodes(f.fakeState, endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range knodes {
+				if k.Name == n.Hostname && k.KubeletVersion != "v1.38.0" {
+					t.Errorf("new worker %s runs kubelet %s", k.Name, k.KubeletVersion)
+				}
+			}
+			return
+		}
+	}
+	t.Errorf("no node added after the upgrade starts with install: %+v", nodes.Items)
 }
 
 // checkUpgraded checks the order of an upgrade in the fake's journal, and the versions.

@@ -46,6 +46,15 @@ func (r *run) kubeadm(args []string) int {
 		if err := checkChroot(r.abs(p.str("rootfs")), p.str("rootfs")); err != nil {
 			return r.finishKubeadm(err)
 		}
+		// The kubeadm that runs is the host's: when the root has a fake-kube-binary
+		// artifact at /usr/bin/kubeadm (installed from the coordinators' artifact store),
+		// the fake is that version.
+		if h, err := openHostFS(r.abs(p.str("rootfs"))); err == nil {
+			if v, err := installedVersion(h, kubeadmBinary, "kubeadm"); err == nil {
+				r.version = v
+			}
+			h.Close()
+		}
 	}
 	switch cmd.name {
 	case "init":

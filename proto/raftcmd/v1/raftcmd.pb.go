@@ -1482,10 +1482,13 @@ func (x *DecommissionHost) GetAt() int64 {
 // CreateCluster places the cluster's nodes on free hosts in the same command, so two
 // concurrent creates can never reserve the same host.
 type CreateCluster struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Size          *Size                  `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
-	At            int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Size    *Size                  `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
+	At      int64                  `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	// artifacts are the version's binaries when the artifact store has them: every node
+	// installs them first. Without them, hosts keep the binaries they were prepared with.
+	Artifacts     []*Artifact `protobuf:"bytes,4,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1539,6 +1542,13 @@ func (x *CreateCluster) GetAt() int64 {
 		return x.At
 	}
 	return 0
+}
+
+func (x *CreateCluster) GetArtifacts() []*Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
 }
 
 type PatchCluster struct {
@@ -3571,11 +3581,12 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\x03R\x02at\"2\n" +
 	"\x10DecommissionHost\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
-	"\x02at\x18\x02 \x01(\x03R\x02at\"\x86\x01\n" +
+	"\x02at\x18\x02 \x01(\x03R\x02at\"\xc3\x01\n" +
 	"\rCreateCluster\x126\n" +
 	"\acluster\x18\x01 \x01(\v2\x1c.deployme.raftcmd.v1.ClusterR\acluster\x12-\n" +
 	"\x04size\x18\x02 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04size\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"\xf5\x01\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\x12;\n" +
+	"\tartifacts\x18\x04 \x03(\v2\x1d.deployme.raftcmd.v1.ArtifactR\tartifacts\"\xf5\x01\n" +
 	"\fPatchCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\aworkers\x18\x02 \x01(\x05H\x00R\aworkers\x88\x01\x01\x12-\n" +
@@ -3830,20 +3841,21 @@ var file_raftcmd_v1_raftcmd_proto_depIdxs = []int32{
 	10, // 14: deployme.raftcmd.v1.RegisterHost.host:type_name -> deployme.raftcmd.v1.Host
 	12, // 15: deployme.raftcmd.v1.CreateCluster.cluster:type_name -> deployme.raftcmd.v1.Cluster
 	11, // 16: deployme.raftcmd.v1.CreateCluster.size:type_name -> deployme.raftcmd.v1.Size
-	11, // 17: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
-	11, // 18: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
-	11, // 19: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
-	25, // 20: deployme.raftcmd.v1.UpgradeCluster.artifacts:type_name -> deployme.raftcmd.v1.Artifact
-	10, // 21: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
-	36, // 22: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
-	50, // 23: deployme.raftcmd.v1.ReportStep.results:type_name -> deployme.raftcmd.v1.ReportStep.ResultsEntry
-	11, // 24: deployme.raftcmd.v1.ReplaceWorker.size:type_name -> deployme.raftcmd.v1.Size
-	11, // 25: deployme.raftcmd.v1.RollNode.size:type_name -> deployme.raftcmd.v1.Size
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	25, // 17: deployme.raftcmd.v1.CreateCluster.artifacts:type_name -> deployme.raftcmd.v1.Artifact
+	11, // 18: deployme.raftcmd.v1.PatchCluster.size:type_name -> deployme.raftcmd.v1.Size
+	11, // 19: deployme.raftcmd.v1.PatchCluster.worker_size:type_name -> deployme.raftcmd.v1.Size
+	11, // 20: deployme.raftcmd.v1.PatchCluster.sizes:type_name -> deployme.raftcmd.v1.Size
+	25, // 21: deployme.raftcmd.v1.UpgradeCluster.artifacts:type_name -> deployme.raftcmd.v1.Artifact
+	10, // 22: deployme.raftcmd.v1.RegisterAgent.host:type_name -> deployme.raftcmd.v1.Host
+	36, // 23: deployme.raftcmd.v1.DispatchStep.cred:type_name -> deployme.raftcmd.v1.JoinCred
+	50, // 24: deployme.raftcmd.v1.ReportStep.results:type_name -> deployme.raftcmd.v1.ReportStep.ResultsEntry
+	11, // 25: deployme.raftcmd.v1.ReplaceWorker.size:type_name -> deployme.raftcmd.v1.Size
+	11, // 26: deployme.raftcmd.v1.RollNode.size:type_name -> deployme.raftcmd.v1.Size
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_raftcmd_v1_raftcmd_proto_init() }
