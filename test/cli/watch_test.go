@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"github.com/deployme/deployme/coordinator/state"
 	"io"
 	"net"
 	"net/http"
@@ -43,7 +45,9 @@ func TestCreateWait(t *testing.T) {
 	// Nothing of the machine's own configuration may leak in: a clean HOME, and the API
 	// and token from the environment, as in CI.
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TERM=xterm", "DEPLOYME_API=" + co.url, "DEPLOYME_TOKEN=" + co.token}
-	stepName := `(preflight|prepare|pki|init|cni|credentials|join|ready)`
+	stepName := `(install|preflight|prepare|pki|init|cni|etcd-cleanup|credentials|join|ready|etcd-check)`
+	// The dev coordinator's store holds the version: every node installs it first.
+	steps := len(state.NodePlan(state.RoleInitControlPlane, true)) + len(state.NodePlan(state.RoleWorker, true))
 
 	t.Run("terminal", func(t *testing.T) {
 		kc := filepath.Join(t.TempDir(), "demo.kubeconfig")
@@ -53,7 +57,7 @@ func TestCreateWait(t *testing.T) {
 		}
 		for _, want := range []struct{ what, re string }{
 			{"a progress bar", `\d+% \|[█ ]{30}\| \(\d+/\d+\)`},
-			{"the full bar at the end", `demo running \d+s\s+100% \|█{30}\| \(11/11\)`},
+			{"the full bar at the end", fmt.Sprintf(`demo running \d+s\s+100%% \|█{30}\| \(%d/%d\)`, steps, steps)},
 			{"a redraw in place", `\x1b\[\d+A\x1b\[J`},
 			{"a node at a named step", `dev-\d\s+(control-plane-init|worker)\s+` + stepName},
 			{"the end", `Cluster demo \(cls_[a-z0-9]+\) is running: 2 node\(s\)`},
