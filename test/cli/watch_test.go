@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/deployme/deployme/coordinator/state"
 	"io"
 	"net"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/deployme/deployme/api/client"
 	v1 "github.com/deployme/deployme/api/v1"
+	"github.com/deployme/deployme/coordinator/state"
 	"github.com/deployme/deployme/internal/poll"
 )
 
