@@ -259,3 +259,61 @@ func TestKillsAtRollAndUpgradeBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteDuringRollAndUpgrade: a DELETE while a node-size roll or an upgrade is under
+// way cancels it safely: steps in flight finish, every node (the new one of the roll too)
+// is reset, the cluster goes, and every host is available and holds nothing we wrote.
+func TestDeleteDuringRollAndUpgrade(t *testing.T) {
+	f := newFleetOpts(t, fleetOptions{replicas: 1, hosts: 4, vipPool: "10.77.0.240/28", configure: withArtifacts(t),
+		size: func(i int) (int, int64) {
+			if i < 2 {
+				return 2, 4 << 30
+			}
+			return 4, 16 << 30
+		}})
+	ctx := context.Background()
+	for _, op := range []string{"roll", "upgrade"} {
+		t.Run(op, func(t *testing.T) {
+			c := f.create("del-"+op, 1, 1)
+			f.waitStatus(c.ID, "running", 60*time.Second)
+			since := f.events(c.ID)
+			var err error
+			var mark string
+			switch op {
+			case "roll":
+				_, err = f.anyClient().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{NodeSize: ptr("large")})
+				mark = "preflight started"
+			case "upgrade":
+				_, err = f.anyClient().UpgradeCluster(ctx, c.ID, "v1.38.0")
+				mark = "upgrade-apply started"
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "the operation to start", func() bool {
+				for _, e := range f.events(c.ID)[len(since):] {
+					if strings.HasPrefix(e.Message, mark) {
+						return true
+					}
+				}
+				return false
+			})
+			f.deleteCluster(c.ID)
+			f.waitGone(c.ID, 60*time.Second)
+			l, err := f.anyClient().ListHosts(ctx, clientListHosts(f.infraID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range l.Items {
+				if h.State != v1.HostAvailable || h.ClusterID != "" {
+					t.Errorf("host %s is %s (cluster %q) after the delete, want available", h.Hostname, h.State, h.ClusterID)
+				}
+			}
+			for _, h := range f.hosts {
+				if left := leftovers(t, h.root); len(left) > 0 {
+					t.Errorf("host %s still holds files we wrote: %v", h.name, left)
+				}
+			}
+		})
+	}
+}
