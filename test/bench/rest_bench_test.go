@@ -47,6 +47,9 @@ func TestMain(m *testing.M) {
 	if len(provRows) > 0 {
 		printProvisionTable()
 	}
+	if len(upgradeRows) > 0 {
+		printUpgradeTable()
+	}
 	os.Exit(code)
 }
 
