@@ -151,11 +151,27 @@ func parseEtcdParams(p params, files []*agentv1.File, needPod bool) (etcdParams,
 
 // ---- etcd-check ----
 
-type etcdCheckStep struct{ etcdParams }
+type etcdCheckStep struct {
+	etcdParams
+	// tolerate is the host of a member whose health does not count: the control plane this
+	// one replaces because its host is offline (its member is removed next).
+	tolerate string
+}
 
 func parseEtcdCheck(p params, files []*agentv1.File) (step, error) {
 	e, err := parseEtcdParams(p, files, false)
-	return &etcdCheckStep{e}, err
+	if err != nil {
+		return nil, err
+	}
+	s := &etcdCheckStep{etcdParams: e}
+	if v := p["tolerate_peer_url"]; v != "" {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return nil, invalidf("tolerate_peer_url %q is not https://host:port", v)
+		}
+		s.tolerate = u.Hostname()
+	}
+	return s, nil
 }
 
 func (s *etcdCheckStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
@@ -180,11 +196,47 @@ func (s *etcdCheckStep) run(ctx context.Context, j *job) (string, error) {
 		return "", failf(reasonEtcdNoMember, "no etcd member is named %s", s.node)
 	}
 	j.progress("checking the health of every etcd member")
-	if _, err := j.etcdctl(ctx, s.pod, "endpoint", "health", "--cluster", "-w", "json"); err != nil {
-		return "", failf(reasonEtcdUnhealthy, "etcd is not healthy: %v", err)
+	tail, err := j.etcdctl(ctx, s.pod, "endpoint", "health", "--cluster", "-w", "json")
+	note := ""
+	if err != nil {
+		// Unhealthy: acceptable only when the one member that does not answer is that of
+		// the offline control plane being replaced.
+		down, ok := unhealthyHosts(tail)
+		if !ok || s.tolerate == "" || len(down) != 1 || down[0] != s.tolerate {
+			return "", failf(reasonEtcdUnhealthy, "etcd is not healthy: %v", err)
+		}
+		note = " (but that of " + s.tolerate + ", offline and being replaced)"
 	}
 	j.result("etcd_member_id", own.ID)
-	return fmt.Sprintf("etcd member %s; all %d members healthy", own.ID, len(ms)), nil
+	return fmt.Sprintf("etcd member %s; all %d members healthy%s", own.ID, len(ms), note), nil
+}
+
+// unhealthyHosts reads `etcdctl endpoint health --cluster -w json` and returns the hosts of
+// the endpoints that are not healthy; ok is false when there is no such report.
+func unhealthyHosts(tail []string) (hosts []string, ok bool) {
+	for _, line := range slices.Backward(tail) {
+		if !strings.HasPrefix(strings.TrimSpace(line), "[") {
+			continue
+		}
+		var report []struct {
+			Endpoint string `json:"endpoint"`
+			Health   bool   `json:"health"`
+		}
+		if json.Unmarshal([]byte(line), &report) != nil {
+			return nil, false
+		}
+		for _, r := range report {
+			if !r.Health {
+				u, err := url.Parse(r.Endpoint)
+				if err != nil {
+					return nil, false
+				}
+				hosts = append(hosts, u.Hostname())
+			}
+		}
+		return hosts, true
+	}
+	return nil, false
 }
 
 // ---- etcd-cleanup ----

@@ -162,6 +162,14 @@ func assignment(st *state.State, c *state.Cluster, n *state.Node, s state.Step, 
 		}
 		p["artifacts"] = strings.Join(arts, ",")
 		p["artifact_urls"] = strings.Join(urls, ",")
+	case state.StepEtcdCheck:
+		// A control plane replacing one whose host is offline: that member cannot answer
+		// the health check, and is removed right after this one.
+		if n.Replaces != "" {
+			if old, ok := st.Host(n.Replaces); ok && old.State == state.HostOffline && old.Address() != "" {
+				p["tolerate_peer_url"] = "https://" + net.JoinHostPort(old.Address(), "2380")
+			}
+		}
 	case state.StepEtcdCleanup, state.StepEtcdRemove:
 		// etcdctl runs in the executor's own etcd pod.
 		ex, ok := st.Node(s.Executor)

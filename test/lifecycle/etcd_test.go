@@ -131,3 +131,89 @@ func TestOfflineControlPlaneIsReported(t *testing.T) {
 		t.Errorf("%d nodes, want 4", len(after.Items))
 	}
 }
+
+// TestOfflineControlPlaneIsReplacedWhenAllowed (issue 6, node failure, the operator's
+// choice): with --replace-offline-control-planes, a control plane whose machine dies (its
+// agent stops and its etcd answers nothing) is replaced: a new control plane joins (its
+// etcd-check tolerates only that dead member), then the dead member is removed by its
+// recorded id and its Node object deleted, without a drain; the cluster is running with 3
+// control planes and 3 etcd members. When the machine comes back it is reset and released.
+func TestOfflineControlPlaneIsReplacedWhenAllowed(t *testing.T) {
+	f := newFleetOpts(t, fleetOptions{replicas: 1, hosts: 5, vipPool: "10.77.0.240/28", configure: func(cfg *server.Config) {
+		cfg.Liveness.TTL, cfg.Liveness.Grace = time.Second, time.Second
+		cfg.Scheduler.Policy.ReplaceOfflineAfter = 2 * time.Second
+		cfg.Scheduler.Policy.ReplaceOfflineControlPlanes = true
+	}})
+	ctx := context.Background()
+	c := f.create("cpgone", 3, 1)
+	c = f.waitStatus(c.ID, "running", 60*time.Second)
+	endpoint := strings.TrimPrefix(c.Endpoint, "https://")
+	nodes, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost v1.Node
+	for _, n := range nodes.Items {
+		if n.Role == "control-plane" {
+			lost = n
+		}
+	}
+	h := f.hostByID(lost.HostID)
+	f.stop(h)
+	if err := kubefake.SetMachineDown(f.fakeState, endpoint, lost.Hostname, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the replacement", func() bool { return strings.Contains(f.eventLog(c.ID), "node.replaced") })
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	if !strings.Contains(f.eventLog(c.ID), "offline and being replaced") {
+		t.Errorf("the new control plane's etcd-check did not tolerate the dead member:\n%s", f.eventLog(c.ID))
+	}
+	after, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, n := range after.Items {
+		if n.Role != "worker" && n.HostID != lost.HostID {
+			if n.State != "joined" || n.EtcdMemberID == "" {
+				t.Errorf("control plane %s: %s, etcd member %q", n.Hostname, n.State, n.EtcdMemberID)
+			}
+			recorded = append(recorded, n.EtcdMemberID)
+		}
+	}
+	members, err := kubefake.EtcdMembers(f.fakeState, endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inEtcd []string
+	for _, m := range members {
+		inEtcd = append(inEtcd, fmt.Sprintf("%x", m.ID))
+	}
+	slices.Sort(inEtcd)
+	slices.Sort(recorded)
+	if len(recorded) != 3 || !slices.Equal(inEtcd, recorded) {
+		t.Errorf("etcd members %v, recorded on the control planes %v; want the same 3\n%s", inEtcd, recorded, f.eventLog(c.ID))
+	}
+	journal, err := kubefake.Journal(f.fakeState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removedByID := slices.ContainsFunc(journal, func(l string) bool {
+		return strings.HasPrefix(l, "etcd-remove ") && strings.Contains(l, " "+lost.EtcdMemberID+" etcdctl")
+	})
+	if order := journalFor(journal, lost.Hostname); !removedByID || !slices.Equal(order, []string{"delete-node"}) {
+		t.Errorf("the dead control plane: member %s removed by id %v, journal %v; want removed, then delete-node only", lost.EtcdMemberID, removedByID, order)
+	}
+	// The machine comes back: it is reset and released.
+	if err := kubefake.SetMachineDown(f.fakeState, endpoint, lost.Hostname, false); err == nil {
+		t.Error("the dead member is still in etcd")
+	}
+	f.start(h)
+	waitFor(t, 60*time.Second, "the old host to be released", func() bool {
+		hh, err := f.c.Client().GetHost(ctx, lost.HostID)
+		return err == nil && hh.State == v1.HostAvailable && hh.ClusterID == ""
+	})
+	if left := leftovers(t, h.root); len(left) > 0 {
+		t.Errorf("the old host still holds %v", left)
+	}
+}

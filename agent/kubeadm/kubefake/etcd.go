@@ -32,6 +32,8 @@ type etcdMember struct {
 	ClientURL string `json:"clientURL"`
 	Learner   bool   `json:"learner,omitempty"`
 	Started   bool   `json:"started,omitempty"`
+	// Down: the machine that runs it is off (SetMachineDown); it answers nothing.
+	Down bool `json:"down,omitempty"`
 }
 
 // Errors of the etcd server, as etcd's rpctypes word them.

@@ -149,6 +149,10 @@ func etcdPod(cl *cluster, namespace, pod string) (*etcdMember, error) {
 		return nil, nil
 	case !cl.Etcd[i].Started:
 		return nil, notFound
+	case cl.Etcd[i].Down:
+		// The API server reaches a Pod through its node's kubelet, which is off.
+		return nil, &kubectlError{fmt.Sprintf("Error from server: error dialing backend: dial tcp %s: connect: no route to host",
+			net.JoinHostPort(peerHost(cl.Etcd[i]), "10250"))}
 	}
 	m := cl.Etcd[i]
 	return &m, nil
@@ -358,8 +362,8 @@ func (e *etcdctl) endpointHealth(cluster bool) int {
 		report = append(report, health{Endpoint: etcdctlLocalEndpoint, Health: true, Took: tookFor(0)})
 	} else {
 		for i, m := range e.byID() {
-			h := health{Endpoint: "https://" + net.JoinHostPort(peerHost(m), "2379"), Health: m.Started, Took: tookFor(i)}
-			if !m.Started {
+			h := health{Endpoint: "https://" + net.JoinHostPort(peerHost(m), "2379"), Health: m.Started && !m.Down, Took: tookFor(i)}
+			if !h.Health {
 				// etcdctl's --command-timeout is 5s.
 				h.Took, h.Error = (5*time.Second + time.Duration(i+1)*1234567).String(), "context deadline exceeded"
 			}

@@ -48,6 +48,24 @@ func EtcdMembers(stateDir, endpoint string) ([]EtcdMember, error) {
 	return out, err
 }
 
+// SetMachineDown marks the machine of node's etcd member as off (down) or back: its etcd
+// answers no health check and its Pods no kubectl exec, as when a control plane's host
+// dies. Tests call it with stopping or starting that host's agent.
+func SetMachineDown(stateDir, endpoint, node string, down bool) error {
+	return store{dir: stateDir}.update(func(st *fakeState) error {
+		cl := st.clusterAt(endpoint)
+		if cl == nil {
+			return fmt.Errorf("%w: %s", ErrNoCluster, endpoint)
+		}
+		i := cl.etcdMemberNamed(node)
+		if i < 0 {
+			return fmt.Errorf("fakekube: no etcd member of node %q", node)
+		}
+		cl.Etcd[i].Down = down
+		return nil
+	})
+}
+
 // NodeInfo is one registered node of a fake cluster.
 type NodeInfo struct {
 	Name                string
