@@ -461,33 +461,56 @@ func (s *drainStep) run(ctx context.Context, j *job) (string, error) {
 	}
 }
 
-type deleteNodeStep struct{ node string }
-
-func parseDeleteNode(p params, files []*agentv1.File) (step, error) {
-	if err := takesNoFiles(files); err != nil {
-		return nil, err
-	}
-	node, err := p.nodeName("node_name")
-	if err != nil {
-		return nil, err
-	}
-	return &deleteNodeStep{node: node}, nil
+// nodeKubectlStep runs one kubectl command about a node (delete-node, uncordon) with this
+// control plane's admin kubeconfig.
+type nodeKubectlStep struct {
+	node string
+	args []string // after the kubeconfig; the node name is filled in
+	did  string   // what the success message says was done
 }
 
-func (s *deleteNodeStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
+func nodeKubectl(did string, args ...string) parseFunc {
+	return func(p params, files []*agentv1.File) (step, error) {
+		if err := takesNoFiles(files); err != nil {
+			return nil, err
+		}
+		node, err := p.nodeName("node_name")
+		if err != nil {
+			return nil, err
+		}
+		return &nodeKubectlStep{node: node, args: args, did: did}, nil
+	}
+}
 
-func (s *deleteNodeStep) run(ctx context.Context, j *job) (string, error) {
+var (
+	parseDeleteNode = nodeKubectl("deleted", "delete", "node", nodeArg, "--ignore-not-found")
+	parseUncordon   = nodeKubectl("uncordoned", "uncordon", nodeArg)
+)
+
+// nodeArg stands for the node's name in nodeKubectl's arguments.
+const nodeArg = "{node}"
+
+func (s *nodeKubectlStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
+
+func (s *nodeKubectlStep) run(ctx context.Context, j *job) (string, error) {
 	if !exists(j.e.files, adminConf) {
 		return "", failf(reasonIO, "%s is missing: this host is not a control plane", adminConf)
 	}
-	res, err := j.command(ctx, toolKubectl, "--kubeconfig", j.hostPath(adminConf), "delete", "node", s.node, "--ignore-not-found")
+	args := []string{"--kubeconfig", j.hostPath(adminConf)}
+	for _, a := range s.args {
+		if a == nodeArg {
+			a = s.node
+		}
+		args = append(args, a)
+	}
+	res, err := j.command(ctx, toolKubectl, args...)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return "", err
 	case err != nil:
 		return "", wrapf(reasonIO, err, "kubectl cannot be run")
 	case res.ExitCode == 0:
-		return "node " + s.node + " deleted", nil
+		return "node " + s.node + " " + s.did, nil
 	default:
 		return "", exitError(toolKubectl, res.ExitCode, res.Tail)
 	}

@@ -186,37 +186,3 @@ func (s *installStep) run(ctx context.Context, j *job) (string, error) {
 	}
 	return "kubeadm, kubelet and kubectl " + s.version + " in place", nil
 }
-
-// ---- uncordon ----
-
-type uncordonStep struct{ node string }
-
-func parseUncordon(p params, files []*agentv1.File) (step, error) {
-	if err := takesNoFiles(files); err != nil {
-		return nil, err
-	}
-	node, err := p.nodeName("node_name")
-	if err != nil {
-		return nil, err
-	}
-	return &uncordonStep{node: node}, nil
-}
-
-func (s *uncordonStep) done(context.Context, *job) (string, bool, error) { return "", false, nil }
-
-func (s *uncordonStep) run(ctx context.Context, j *job) (string, error) {
-	if !exists(j.e.files, adminConf) {
-		return "", failf(reasonIO, "%s is missing: this host is not a control plane", adminConf)
-	}
-	res, err := j.command(ctx, toolKubectl, "--kubeconfig", j.hostPath(adminConf), "uncordon", s.node)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return "", err
-	case err != nil:
-		return "", wrapf(reasonIO, err, "kubectl cannot be run")
-	case res.ExitCode == 0:
-		return "node " + s.node + " uncordoned", nil
-	default:
-		return "", exitError(toolKubectl, res.ExitCode, res.Tail)
-	}
-}
