@@ -223,7 +223,7 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 	// of the (new) size, plus what the one-at-a-time roll needs (rollNeed).
 	need := max(add, 0)
 	if sizeChange {
-		need += f.rollNeed(old, workerSize)
+		need += f.rollNeed(old, workerSizeName, workerSize)
 	}
 	if need > 0 {
 		if free := f.st.CountFree(old.InfraID, workerSize); free < need {
@@ -247,7 +247,7 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		changed = true
 	}
 	if sizeChange {
-		f.stampSizes(old, at)
+		f.stampSizes(old)
 		f.event(c.ID, "", "cluster.resizing", fmt.Sprintf("node size %s -> %s: nodes are replaced one at a time, new before old, control planes last",
 			old.NodeSize, m.GetSize().GetName()), at)
 		if old.VIP == nil && old.ControlPlanes > 0 {

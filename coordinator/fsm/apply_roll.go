@@ -14,30 +14,19 @@ import (
 // it), stepSucceeded marks the old node removing in the same write. Nothing is ever decided
 // twice: a host has at most one replacement, and an old node is marked removing once.
 
-// Rollable tells whether a node is replaced by a node-size roll of cluster c: it was placed
-// for another size, and it can move (a control plane only when the endpoint is a VIP,
-// which follows the control planes; a host address cannot).
-func Rollable(c *state.Cluster, n *state.Node) bool {
-	if n.State == state.NodeRemoving || n.Size == c.NodeSize || n.Size == "" {
-		return false
-	}
-	return !n.IsControlPlane() || c.VIP != nil
-}
-
-// rollNeed is how many free hosts of the new size a roll of c needs. One at a time, so a
-// host freed by the roll serves the next replacement when it fits the new size: the hosts
-// that do not fit each need a free host, and the others share one.
-func (f *FSM) rollNeed(c *state.Cluster, newSize state.Size) int {
+// rollNeed is how many free hosts of the new size a roll of c to newSize needs. One at a
+// time, so a host freed by the roll serves the next replacement when it fits the new size:
+// the hosts that do not fit each need a free host, and the others share one.
+func (f *FSM) rollNeed(c *state.Cluster, newName string, newSize state.Size) int {
 	fit, nonFit := 0, 0
-	probe := *c
-	probe.NodeSize = "\x00new" // every node placed for another size rolls
 	for _, n := range f.st.NodesOf(c.ID) {
-		if n.Size == "" {
-			m := *n
-			m.Size = c.NodeSize
-			n = &m
+		m := *n
+		if m.Size == "" {
+			m.Size = c.NodeSize // placed before nodes recorded their size
 		}
-		if !Rollable(&probe, n) {
+		target := *c
+		target.NodeSize = newName
+		if !state.Rollable(&target, &m) {
 			continue
 		}
 		if h, ok := f.st.Host(n.HostID); ok && newSize.Fits(h) {
@@ -50,7 +39,7 @@ func (f *FSM) rollNeed(c *state.Cluster, newSize state.Size) int {
 }
 
 // stampSizes records the size of nodes placed before nodes carried one: the cluster's.
-func (f *FSM) stampSizes(c *state.Cluster, at time.Time) {
+func (f *FSM) stampSizes(c *state.Cluster) {
 	for _, n := range f.st.NodesOf(c.ID) {
 		if n.Size == "" {
 			m := *n
@@ -81,7 +70,7 @@ func (f *FSM) applyRollNode(m *raftcmdv1.RollNode) any {
 	if h, ok := f.st.Host(old.HostID); ok && h.State == state.HostOffline {
 		offline = true
 	}
-	if !Rollable(c, old) && !(offline && old.IsControlPlane()) {
+	if !state.Rollable(c, old) && !(offline && old.IsControlPlane()) {
 		return state.Conflict("host %s needs no replacement", old.HostID)
 	}
 	size := m.GetSize()

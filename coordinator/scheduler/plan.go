@@ -467,7 +467,7 @@ func (pl *planner) roll() (Action, bool) {
 		return 2
 	}
 	for _, n := range pl.nodes {
-		if !rollable(c, n) {
+		if !state.Rollable(c, n) {
 			continue
 		}
 		if pick == nil || rank(n) < rank(pick) || (rank(n) == rank(pick) && n.CreatedAt.Before(pick.CreatedAt)) {
@@ -479,15 +479,6 @@ func (pl *planner) roll() (Action, bool) {
 	}
 	return Action{Kind: RollNode, ClusterID: c.ID, HostID: pick.HostID,
 		Reason: fmt.Sprintf("node size %s -> %s", pick.Size, c.NodeSize)}, true
-}
-
-// rollable is fsm.Rollable (the planner must not import the FSM): a node placed for
-// another size, a control plane only when the endpoint is a VIP.
-func rollable(c *state.Cluster, n *state.Node) bool {
-	if n.State == state.NodeRemoving || n.Size == c.NodeSize || n.Size == "" {
-		return false
-	}
-	return !n.IsControlPlane() || c.VIP != nil
 }
 
 // offlineControlPlanes reports control planes whose host has been offline for longer than

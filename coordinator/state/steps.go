@@ -222,3 +222,13 @@ func (n *Node) Done(name string) bool {
 
 // String is for logs.
 func (s Step) String() string { return fmt.Sprintf("%s#%d(%s)", s.Name, s.Attempt, s.State) }
+
+// Rollable tells whether a node-size roll of cluster c replaces node n: it was placed for
+// another size, and it can move (a control plane only when the endpoint is a VIP, which
+// follows the control planes; a host's own address cannot).
+func Rollable(c *Cluster, n *Node) bool {
+	if n.State == NodeRemoving || n.Size == c.NodeSize || n.Size == "" {
+		return false
+	}
+	return !n.IsControlPlane() || c.VIP != nil
+}
