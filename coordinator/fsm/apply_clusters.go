@@ -250,9 +250,9 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 		f.stampSizes(old)
 		f.event(c.ID, "", "cluster.resizing", fmt.Sprintf("node size %s -> %s: nodes are replaced one at a time, new before old, control planes last",
 			old.NodeSize, m.GetSize().GetName()), at)
-		if old.VIP == nil && old.ControlPlanes > 0 {
-			f.event(c.ID, "", "cluster.resizing", "control planes keep their hosts: the endpoint "+old.Endpoint+
-				" is the first control plane's own address, which cannot move (an infra with a vip_pool gives clusters a movable endpoint)", at)
+		if old.VIP == nil {
+			f.event(c.ID, "", "cluster.resizing", "the control plane at the endpoint "+old.Endpoint+
+				" keeps its host: that address is in every kubeconfig and cannot move (an infra with a vip_pool gives clusters a movable endpoint)", at)
 		}
 		c.NodeSize = m.GetSize().GetName()
 		changed = true

@@ -26,10 +26,11 @@ func (f *FSM) rollNeed(c *state.Cluster, newName string, newSize state.Size) int
 		}
 		target := *c
 		target.NodeSize = newName
-		if !state.Rollable(&target, &m) {
+		h, ok := f.st.Host(n.HostID)
+		if !ok || !state.Rollable(&target, &m, h) {
 			continue
 		}
-		if h, ok := f.st.Host(n.HostID); ok && newSize.Fits(h) {
+		if newSize.Fits(h) {
 			fit++
 		} else {
 			nonFit++
@@ -66,11 +67,9 @@ func (f *FSM) applyRollNode(m *raftcmdv1.RollNode) any {
 			return state.Conflict("host %s is already being replaced by host %s", old.HostID, n.HostID)
 		}
 	}
-	offline := false
-	if h, ok := f.st.Host(old.HostID); ok && h.State == state.HostOffline {
-		offline = true
-	}
-	if !state.Rollable(c, old) && !(offline && old.IsControlPlane()) {
+	h, _ := f.st.Host(old.HostID)
+	offline := h != nil && h.State == state.HostOffline
+	if !state.Rollable(c, old, h) && !(offline && old.IsControlPlane()) {
 		return state.Conflict("host %s needs no replacement", old.HostID)
 	}
 	size := m.GetSize()

@@ -460,7 +460,7 @@ func TestRefusedWrites(t *testing.T) {
 			details: map[string]any{"needed": 5, "available": 3, "infra_id": fsm.ManagedInfraID, "node_size": "small"},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_prod", 8, "small", "") }},
 		{name: "patch node size without a spare host", typ: command.TypePatchCluster, kind: state.KindCapacity,
-			details: map[string]any{"needed": 3, "available": 0, "infra_id": fsm.ManagedInfraID, "node_size": "huge"},
+			details: map[string]any{"needed": 4, "available": 0, "infra_id": fsm.ManagedInfraID, "node_size": "huge"},
 			msg:     func(r *replay) proto.Message { return r.patchCmd("cls_prod", -1, "small", "huge") }},
 		{name: "upgrade without the binaries", typ: command.TypeUpgradeCluster, kind: state.KindInvalid, field: "kubernetes_version",
 			msg: func(r *replay) proto.Message {

@@ -467,7 +467,7 @@ func (pl *planner) roll() (Action, bool) {
 		return 2
 	}
 	for _, n := range pl.nodes {
-		if !state.Rollable(c, n) {
+		if !state.Rollable(c, n, pl.v.Hosts[n.HostID]) {
 			continue
 		}
 		if pick == nil || rank(n) < rank(pick) || (rank(n) == rank(pick) && n.CreatedAt.Before(pick.CreatedAt)) {

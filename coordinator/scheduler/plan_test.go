@@ -372,9 +372,17 @@ func TestPlan(t *testing.T) {
 			node(v, "w1").Size, node(v, "w2").Size = "large", "large"
 			return v
 		}, want: []string{"roll host=h1 (node size small -> large)"}},
-		{name: "node-size roll: control planes stay without a VIP (the endpoint is a host's address)", view: func() View {
+		{name: "node-size roll without a VIP: the control plane at the endpoint stays, others roll", view: func() View {
 			v := rolled(1, 0)
-			v.Cluster.VIP = nil
+			v.Cluster.VIP, v.Cluster.Endpoint = nil, "https://10.0.0.10:6443"
+			v.Hosts["h0"].NICs = []state.NIC{{Name: "eth0", Addresses: []string{"10.0.0.10/24"}}}
+			return v
+		}, want: []string{"roll host=h1 (node size small -> large)"}},
+		{name: "node-size roll without a VIP: then it is done", view: func() View {
+			v := rolled(1, 0)
+			v.Cluster.VIP, v.Cluster.Endpoint = nil, "https://10.0.0.10:6443"
+			v.Hosts["h0"].NICs = []state.NIC{{Name: "eth0", Addresses: []string{"10.0.0.10/24"}}}
+			node(v, "h1").Size = "large"
 			return v
 		}, want: []string{"status running "}},
 		{name: "node-size roll: nothing starts while a node is joining", view: func() View {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -223,12 +224,26 @@ func (n *Node) Done(name string) bool {
 // String is for logs.
 func (s Step) String() string { return fmt.Sprintf("%s#%d(%s)", s.Name, s.Attempt, s.State) }
 
-// Rollable tells whether a node-size roll of cluster c replaces node n: it was placed for
-// another size, and it can move (a control plane only when the endpoint is a VIP, which
-// follows the control planes; a host's own address cannot).
-func Rollable(c *Cluster, n *Node) bool {
+// Rollable tells whether a node-size roll of cluster c replaces node n, on host h: it was
+// placed for another size, and it can move. A control plane can, unless the cluster has no
+// VIP and its endpoint is that host (its address, or name): the endpoint is in every
+// kubeconfig and cannot move.
+func Rollable(c *Cluster, n *Node, h *Host) bool {
 	if n.State == NodeRemoving || n.Size == c.NodeSize || n.Size == "" {
 		return false
 	}
-	return !n.IsControlPlane() || c.VIP != nil
+	if !n.IsControlPlane() || c.VIP != nil {
+		return true
+	}
+	return h != nil && !c.EndpointIs(h)
+}
+
+// EndpointIs tells whether the cluster's endpoint is host h (as endpoints are chosen
+// without a VIP: its address, else its hostname, else its ID).
+func (c *Cluster) EndpointIs(h *Host) bool {
+	host := strings.TrimPrefix(c.Endpoint, "https://")
+	if x, _, err := net.SplitHostPort(host); err == nil {
+		host = x
+	}
+	return host == h.Address() || host == h.Hostname || host == h.ID
 }

@@ -26,7 +26,7 @@ func TestControlPlaneJoinFailureLeavesNoStaleMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := f.create("stale", 3, 1)
-	w := watchRoll(f, c, 0)
+	w := watchRoll(f, c, 0, 0)
 	c = f.waitStatus(c.ID, "running", 90*time.Second)
 	w.finish()
 	for _, v := range w.violations {

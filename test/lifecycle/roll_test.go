@@ -31,7 +31,9 @@ type rollWatch struct {
 	f        *fleet
 	cluster  string
 	endpoint string
-	min      int
+	// minCP and minWorkers: never fewer control planes (and etcd voters), or schedulable
+	// workers.
+	minCP, minWorkers int
 
 	mu         sync.Mutex
 	samples    int
@@ -43,8 +45,8 @@ type rollWatch struct {
 	done chan struct{}
 }
 
-func watchRoll(f *fleet, c *v1.Cluster, min int) *rollWatch {
-	w := &rollWatch{f: f, cluster: c.ID, endpoint: strings.TrimPrefix(c.Endpoint, "https://"), min: min,
+func watchRoll(f *fleet, c *v1.Cluster, minCP, minWorkers int) *rollWatch {
+	w := &rollWatch{f: f, cluster: c.ID, endpoint: strings.TrimPrefix(c.Endpoint, "https://"), minCP: minCP, minWorkers: minWorkers,
 		ids: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -114,8 +116,8 @@ func (w *rollWatch) sample() {
 		}
 		inEtcd[fmt.Sprintf("%x", m.ID)] = true
 	}
-	if cps < w.min || workers < w.min || voters < w.min {
-		w.violate("%d control planes, %d schedulable workers, %d etcd voters (want >= %d each)", cps, workers, voters, w.min)
+	if cps < w.minCP || workers < w.minWorkers || voters < w.minCP {
+		w.violate("%d control planes, %d schedulable workers, %d etcd voters (want >= %d, %d, %d)", cps, workers, voters, w.minCP, w.minWorkers, w.minCP)
 	}
 	recorded := map[string]bool{}
 	for _, n := range nodes.Items {
@@ -182,7 +184,7 @@ func TestNodeSizeRoll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := watchRoll(f, c, 3)
+	w := watchRoll(f, c, 3, 3)
 	got, err := f.c.Client().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{NodeSize: ptr("large")})
 	if err != nil {
 		t.Fatal(err)
@@ -325,5 +327,60 @@ func TestNodeSizeRoll(t *testing.T) {
 		if left := leftovers(t, f.hostByID(n.HostID).root); len(left) > 0 {
 			t.Errorf("old host %s still holds %v", n.Hostname, left)
 		}
+	}
+}
+
+// TestNodeSizeRollWithoutVIP: a cluster whose endpoint is its first control plane's own
+// address rolls everything but that control plane, which keeps its host (the address is in
+// every kubeconfig); the cluster ends running, etcd members those recorded.
+func TestNodeSizeRollWithoutVIP(t *testing.T) {
+	f := newFleetOpts(t, fleetOptions{replicas: 1, hosts: 7, size: func(i int) (int, int64) {
+		if i < 4 {
+			return 2, 4 << 30
+		}
+		return 4, 16 << 30
+	}})
+	ctx := context.Background()
+	c := f.create("novip", 3, 1)
+	c = f.waitStatus(c.ID, "running", 60*time.Second)
+	w := watchRoll(f, c, 3, 1)
+	if _, err := f.c.Client().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{NodeSize: ptr("large")}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(c.ID, "running", 120*time.Second)
+	w.finish()
+	for _, v := range w.violations {
+		t.Error(v)
+	}
+	nodes, err := f.c.Client().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, n := range nodes.Items {
+		h := f.hostByID(n.HostID)
+		atEndpoint := c.Endpoint == fmt.Sprintf("https://10.77.0.%d:6443", h.i+10)
+		if want := map[bool]string{true: "small", false: "large"}[atEndpoint]; n.NodeSize != want {
+			t.Errorf("node %s (endpoint %v): size %s, want %s", n.Hostname, atEndpoint, n.NodeSize, want)
+		}
+		if n.Role != "worker" {
+			recorded = append(recorded, n.EtcdMemberID)
+		}
+	}
+	members, err := kubefake.EtcdMembers(f.fakeState, strings.TrimPrefix(c.Endpoint, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inEtcd []string
+	for _, m := range members {
+		inEtcd = append(inEtcd, fmt.Sprintf("%x", m.ID))
+	}
+	slices.Sort(inEtcd)
+	slices.Sort(recorded)
+	if len(recorded) != 3 || !slices.Equal(inEtcd, recorded) {
+		t.Errorf("etcd members %v, recorded %v", inEtcd, recorded)
+	}
+	if !strings.Contains(f.eventLog(c.ID), "keeps its host") {
+		t.Errorf("no event says the endpoint's control plane stays:\n%s", f.eventLog(c.ID))
 	}
 }
