@@ -201,6 +201,10 @@ func (f *FSM) applyPatchCluster(m *raftcmdv1.PatchCluster) any {
 	sizeChange := m.GetSize() != nil && m.GetSize().GetName() != old.NodeSize
 	workersChange := m.Workers != nil && int(m.GetWorkers()) != old.Workers
 	if !sizeChange && !workersChange {
+		if old.Status == state.StatusError && m.GetResume() {
+			// The same PATCH again on a cluster whose operation failed: try it again.
+			return f.resume(old, state.StatusScaling, at)
+		}
 		return old // nothing to do: a repeated PATCH is harmless
 	}
 	if busy(old) != "" {
@@ -302,6 +306,11 @@ func (f *FSM) applyUpgradeCluster(m *raftcmdv1.UpgradeCluster) any {
 	}
 	if busy(old) != "" {
 		return busyError(old)
+	}
+	if old.Status == state.StatusError && m.GetKubernetesVersion() == old.KubernetesVersion && f.upgradeUnfinished(old.ID) {
+		// The same upgrade again after it failed (a drain blocked by a disruption budget
+		// past its attempts, say): it goes on where it stopped.
+		return f.resume(old, state.StatusUpgrading, unixTime(m.GetAt()))
 	}
 	if err := state.UpgradeAllowed(old.KubernetesVersion, m.GetKubernetesVersion()); err != nil {
 		return state.Invalid("kubernetes_version", "%v", err)
@@ -480,5 +489,47 @@ func (f *FSM) applyReplaceWorker(m *raftcmdv1.ReplaceWorker) any {
 	c.Status, c.StatusReason, c.UpdatedAt = state.StatusScaling, "", at
 	f.st.PutCluster(&c)
 	f.event(c.ID, n.HostID, "node.replaced", fmt.Sprintf("worker on host %s (%s) replaced by host %s", n.HostID, m.GetReason(), placed.Workers[0]), at)
+	return &c
+}
+
+// upgradeUnfinished tells whether some node of the cluster has an upgrade step to go.
+func (f *FSM) upgradeUnfinished(clusterID string) bool {
+	for _, n := range f.st.NodesOf(clusterID) {
+		for _, s := range n.Steps {
+			if n.State != state.NodeRemoving && state.IsUpgradeStep(s.Name) && s.State != state.StepSucceeded {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resume restarts a failed operation where it stopped: every failed step gets a fresh
+// retry budget (state.Step.Since) and the cluster its operation's status back. What
+// succeeded is not run again.
+func (f *FSM) resume(old *state.Cluster, status string, at time.Time) any {
+	for _, n := range f.st.NodesOf(old.ID) {
+		changed := false
+		steps := slices.Clone(n.Steps)
+		for i, s := range steps {
+			if s.State == state.StepFailed && s.Since != s.Attempt {
+				steps[i].Since = s.Attempt
+				changed = true
+			}
+		}
+		if changed {
+			m := *n
+			m.Steps = steps
+			m.UpdatedAt = at
+			f.st.PutNode(&m)
+		}
+	}
+	if old.InitHost == "" && status == state.StatusScaling {
+		status = state.StatusProvisioning
+	}
+	c := *old
+	c.Status, c.StatusReason, c.UpdatedAt = status, "", at
+	f.st.PutCluster(&c)
+	f.event(c.ID, "", "cluster.resumed", fmt.Sprintf("%s again after: %s", status, old.StatusReason), at)
 	return &c
 }

@@ -183,7 +183,8 @@ func (s *Service) PatchCluster(ctx context.Context, id string, req *v1.PatchClus
 	if cur == nil {
 		return nil, notFound("cluster", id)
 	}
-	cmd := &raftcmdv1.PatchCluster{Id: id, WorkerSize: s.sizeMsg(cur.NodeSize), Sizes: s.sizeTable(), At: unixNano(s.now())}
+	// Resume: the same PATCH again on a cluster in error tries its operation again.
+	cmd := &raftcmdv1.PatchCluster{Id: id, WorkerSize: s.sizeMsg(cur.NodeSize), Sizes: s.sizeTable(), Resume: true, At: unixNano(s.now())}
 	if req.Workers != nil {
 		w := int32(*req.Workers)
 		cmd.Workers = &w
@@ -211,6 +212,9 @@ func (s *Service) UpgradeCluster(ctx context.Context, id, version string) (*v1.C
 		if c, ok := st.Cluster(id); ok && (c.Status == state.StatusRunning || c.Status == state.StatusError) {
 			settled = true
 			rule = state.UpgradeAllowed(c.KubernetesVersion, version)
+			if c.Status == state.StatusError && version == c.KubernetesVersion {
+				rule = nil // perhaps a failed upgrade asked again: the state machine decides
+			}
 		}
 	})
 	cmd := &raftcmdv1.UpgradeCluster{Id: id, KubernetesVersion: version, At: unixNano(s.now())}

@@ -176,3 +176,74 @@ func checkUpgraded(t *testing.T, f *fleet, clusterID, endpoint, version string) 
 		t.Errorf("cluster version %q (%v), want %s", v, err, version)
 	}
 }
+
+// TestFailedOperationsResume: an upgrade whose worker step keeps failing ends in error with
+// the reason; asking for the same upgrade again resumes it where it stopped (the control
+// plane is not upgraded twice). Likewise a scale-up whose join keeps failing resumes on the
+// same PATCH again.
+func TestFailedOperationsResume(t *testing.T) {
+	f := newFleetWith(t, 1, 4, withArtifacts(t))
+	ctx := context.Background()
+	c := f.create("resume", 1, 1)
+	c = f.waitStatus(c.ID, "running", 60*time.Second)
+
+	// An upgrade whose kubeadm upgrade node fails on every attempt.
+	nodes, err := f.anyClient().ClusterNodes(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worker v1.Node
+	for _, n := range nodes.Items {
+		if n.Role == "worker" {
+			worker = n
+		}
+	}
+	if err := kubefake.FailNext(f.fakeState, "upgrade", worker.Hostname, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.anyClient().UpgradeCluster(ctx, c.ID, "v1.38.0"); err != nil {
+		t.Fatal(err)
+	}
+	got := f.waitStatus(c.ID, "error", 60*time.Second)
+	if !strings.Contains(got.StatusReason, "upgrade-node") {
+		t.Errorf("status_reason %q does not name the failed step", got.StatusReason)
+	}
+	if _, err := f.anyClient().UpgradeCluster(ctx, c.ID, "v1.38.0"); err != nil {
+		t.Fatalf("asking for the failed upgrade again: %v", err)
+	}
+	f.waitStatus(c.ID, "running", 60*time.Second)
+	ops := journalSince(t, f, 0)
+	applies := 0
+	for _, o := range ops {
+		if strings.HasPrefix(o, "upgrade-apply ") {
+			applies++
+		}
+	}
+	if applies != 1 || !slices.Contains(ops, "upgrade-node "+worker.Hostname) || !slices.Contains(ops, "uncordon "+worker.Hostname) {
+		t.Errorf("journal %v: want one upgrade-apply, then the worker upgraded and uncordoned", ops)
+	}
+	// Asking once more when it is done: the cluster already runs it.
+	if _, err := f.anyClient().UpgradeCluster(ctx, c.ID, "v1.38.0"); client.Code(err) != v1.CodeInvalidRequest {
+		t.Errorf("upgrade to the version it runs: %v, want 400", err)
+	}
+
+	// A scale-up whose join keeps failing, then the same PATCH again.
+	if err := kubefake.FailNext(f.fakeState, "join", "", 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.anyClient().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(c.ID, "error", 60*time.Second)
+	got, err = f.anyClient().PatchCluster(ctx, c.ID, v1.PatchClusterRequest{Workers: ptr(2)})
+	if err != nil || got.Status != "scaling" {
+		t.Fatalf("the same PATCH again: %v, status %v; want scaling", err, got)
+	}
+	got = f.waitStatus(c.ID, "running", 60*time.Second)
+	if got.NodeCount != 3 {
+		t.Errorf("node_count %d, want 3", got.NodeCount)
+	}
+	if !strings.Contains(f.eventLog(c.ID), "cluster.resumed") {
+		t.Errorf("no cluster.resumed event:\n%s", f.eventLog(c.ID))
+	}
+}

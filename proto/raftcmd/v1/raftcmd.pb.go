@@ -1562,7 +1562,11 @@ type PatchCluster struct {
 	At         int64 `protobuf:"varint,5,opt,name=at,proto3" json:"at,omitempty"`
 	// sizes is the operator's whole size table: the state machine picks the cluster's current
 	// size from it, so a proposer's stale read of the cluster cannot place the wrong size.
-	Sizes         []*Size `protobuf:"bytes,6,rep,name=sizes,proto3" json:"sizes,omitempty"`
+	Sizes []*Size `protobuf:"bytes,6,rep,name=sizes,proto3" json:"sizes,omitempty"`
+	// resume: a PATCH that changes nothing on a cluster in error tries its failed operation
+	// again (set by the service for every PATCH since this field exists; an older entry in
+	// the log, without it, stays a no-op as it was).
+	Resume        bool `protobuf:"varint,7,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1637,6 +1641,13 @@ func (x *PatchCluster) GetSizes() []*Size {
 		return x.Sizes
 	}
 	return nil
+}
+
+func (x *PatchCluster) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
 }
 
 type UpgradeCluster struct {
@@ -3586,7 +3597,7 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\acluster\x18\x01 \x01(\v2\x1c.deployme.raftcmd.v1.ClusterR\acluster\x12-\n" +
 	"\x04size\x18\x02 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\x04size\x12\x0e\n" +
 	"\x02at\x18\x03 \x01(\x03R\x02at\x12;\n" +
-	"\tartifacts\x18\x04 \x03(\v2\x1d.deployme.raftcmd.v1.ArtifactR\tartifacts\"\xf5\x01\n" +
+	"\tartifacts\x18\x04 \x03(\v2\x1d.deployme.raftcmd.v1.ArtifactR\tartifacts\"\x8d\x02\n" +
 	"\fPatchCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\aworkers\x18\x02 \x01(\x05H\x00R\aworkers\x88\x01\x01\x12-\n" +
@@ -3594,7 +3605,8 @@ const file_raftcmd_v1_raftcmd_proto_rawDesc = "" +
 	"\vworker_size\x18\x04 \x01(\v2\x19.deployme.raftcmd.v1.SizeR\n" +
 	"workerSize\x12\x0e\n" +
 	"\x02at\x18\x05 \x01(\x03R\x02at\x12/\n" +
-	"\x05sizes\x18\x06 \x03(\v2\x19.deployme.raftcmd.v1.SizeR\x05sizesB\n" +
+	"\x05sizes\x18\x06 \x03(\v2\x19.deployme.raftcmd.v1.SizeR\x05sizes\x12\x16\n" +
+	"\x06resume\x18\a \x01(\bR\x06resumeB\n" +
 	"\n" +
 	"\b_workers\"\x9c\x01\n" +
 	"\x0eUpgradeCluster\x12\x0e\n" +
