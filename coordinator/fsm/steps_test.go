@@ -152,3 +152,43 @@ func TestStepReportIsBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestResume: a PATCH that changes nothing on a cluster in error resumes its operation only
+// when it says so (entries written before the flag existed replay as the no-ops they were);
+// failed steps get a fresh retry budget, succeeded ones stay done.
+func TestResume(t *testing.T) {
+	r := newReplay(t)
+	r.ok(command.TypeBootstrap, bootstrapCmd())
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_a", fsm.ManagedInfraID, 4, 8))
+	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_a", "a", "managed", fsm.ManagedInfraID, 1, 0, "small"))
+	cp := r.nodes("cls_a")[0].HostID
+	r.stepRun(cp, state.StepPreflight, 1, cp, state.StepSucceeded)
+	for a := int32(1); a <= 3; a++ {
+		r.stepRun(cp, state.StepPrepare, a, cp, state.StepFailed)
+	}
+	r.setStatus("cls_a", state.StatusError)
+
+	old := r.patchCmd("cls_a", 0, "small", "")
+	r.ok(command.TypePatchCluster, old)
+	if c := r.cluster("cls_a"); c.Status != state.StatusError {
+		t.Fatalf("a PATCH without resume changed the status to %s", c.Status)
+	}
+	m := r.patchCmd("cls_a", 0, "small", "")
+	m.Resume = true
+	r.ok(command.TypePatchCluster, m)
+	if c := r.cluster("cls_a"); c.Status != state.StatusProvisioning || c.StatusReason != "" {
+		t.Errorf("after resume: %s %q, want provisioning (no init yet) without reason", c.Status, c.StatusReason)
+	}
+	n := r.nodes("cls_a")[0]
+	pre, prep := n.Steps[n.StepIndex(state.StepPreflight)], n.Steps[n.StepIndex(state.StepPrepare)]
+	if pre.State != state.StepSucceeded || prep.State != state.StepFailed || prep.Attempt != 3 || prep.Since != 3 {
+		t.Errorf("after resume: preflight %v, prepare %v (since %d); want preflight done, prepare failed with a new budget from 3", pre, prep, prep.Since)
+	}
+	// Resuming a running cluster is a no-op.
+	r.setStatus("cls_a", state.StatusRunning)
+	m.At = r.at()
+	r.ok(command.TypePatchCluster, m)
+	if c := r.cluster("cls_a"); c.Status != state.StatusRunning {
+		t.Errorf("resume of a running cluster: %s", c.Status)
+	}
+}
