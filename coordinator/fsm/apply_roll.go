@@ -81,12 +81,20 @@ func (f *FSM) applyRollNode(m *raftcmdv1.RollNode) any {
 	if old.IsControlPlane() {
 		cps, workers, role = 1, 0, state.RoleControlPlane
 	}
+	at := unixTime(m.GetAt())
 	placed, err := f.st.Place(c.InfraID, size.GetName(), sizeFrom(size), cps, workers)
 	if err != nil {
-		return capacityError(err)
+		// The PATCH found the hosts, but something else took them since (a cluster created
+		// meanwhile). Recorded, not just refused: the reconciler would otherwise ask
+		// again forever while the cluster says nothing. The same PATCH again resumes.
+		nc := *c
+		nc.Status, nc.UpdatedAt = state.StatusError, at
+		nc.StatusReason = "insufficient_capacity: " + err.Error() + " (free a host, then send the same PATCH again)"
+		f.st.PutCluster(&nc)
+		f.event(c.ID, old.HostID, "cluster.status", "status "+c.Status+" -> error: "+nc.StatusReason, at)
+		return &nc
 	}
 	hostID := append(placed.ControlPlanes, placed.Workers...)[0]
-	at := unixTime(m.GetAt())
 	n := f.reserve(c.ID, hostID, role, size.GetName(), at)
 	n.Replaces = old.HostID
 	nc := *c

@@ -192,3 +192,33 @@ func TestResume(t *testing.T) {
 		t.Errorf("resume of a running cluster: %s", c.Status)
 	}
 }
+
+// TestRollWithoutCapacity: when the host a roll needs was taken since the PATCH, the roll
+// stops with the reason in the cluster's status (not a refusal the reconciler would repeat
+// forever); once a host is free, the same PATCH again resumes it.
+func TestRollWithoutCapacity(t *testing.T) {
+	r := newReplay(t)
+	r.ok(command.TypeBootstrap, bootstrapCmd())
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_small", fsm.ManagedInfraID, 2, 4))
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_cp", fsm.ManagedInfraID, 2, 4))
+	r.ok(command.TypeRegisterHost, r.hostCmd("host_big", fsm.ManagedInfraID, 8, 32))
+	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_a", "a", "managed", fsm.ManagedInfraID, 1, 1, "small"))
+	r.setStatus("cls_a", state.StatusRunning)
+	r.ok(command.TypePatchCluster, r.patchCmd("cls_a", -1, "small", "xlarge"))
+	// Another cluster takes the only xlarge host first.
+	r.ok(command.TypeCreateCluster, r.clusterCmd("cls_b", "b", "managed", fsm.ManagedInfraID, 1, 0, "xlarge"))
+	var worker string
+	for _, n := range r.nodes("cls_a") {
+		if n.Role == state.RoleWorker {
+			worker = n.HostID
+		}
+	}
+	res := r.ok(command.TypeRollNode, &raftcmdv1.RollNode{ClusterId: "cls_a", HostId: worker, Reason: "node size small -> xlarge", Size: sizes["xlarge"], At: r.at()})
+	c, ok := res.(*state.Cluster)
+	if !ok || c.Status != state.StatusError || !strings.HasPrefix(c.StatusReason, "insufficient_capacity: ") {
+		t.Fatalf("roll without a host: %+v, want the cluster in error with insufficient_capacity", res)
+	}
+	if len(r.nodes("cls_a")) != 2 {
+		t.Errorf("%d nodes, want the 2 it had", len(r.nodes("cls_a")))
+	}
+}
